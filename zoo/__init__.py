@@ -1,0 +1,10 @@
+"""The zoo: Keras 3 functional-API definitions of the classic architectures.
+
+Pure Keras (keras, keras.ops): no TensorFlow import, so every definition runs on any backend.
+Importing the package registers every family.
+"""
+
+from zoo.registry import ModelSpec, UnknownModelError, build, get_spec, list_models, register
+from zoo import generative, sequence, vision  # noqa: F401,E402  (registers the families)
+
+__all__ = ["ModelSpec", "UnknownModelError", "build", "get_spec", "list_models", "register"]

@@ -1,0 +1,1 @@
+"""Text and sequence models: one module per family."""

@@ -1,0 +1,3 @@
+"""Image models: one module per family."""
+
+from zoo.vision import cnn  # noqa: F401
