@@ -1,0 +1,58 @@
+# The zoo's commands. Every target that runs Python first makes .venv from requirements.txt.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
+ARGS ?=
+
+.PHONY: venv test test-slow lint format tensorboard serve serve-config bench bench-train bench-serve bench-gpu clean \
+        train-cnn
+
+venv: $(STAMP)
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+# ---- training (any recipe: `python -m training train <recipe>`; `python -m training list`) ----
+train-cnn: venv
+	$(PY) -m training train cnn $(ARGS)
+
+# ---- watching and serving ----
+tensorboard: venv
+	$(PY) -m tensorboard.main --logdir runs --host 127.0.0.1 --port 6006
+
+serve: venv
+	$(PY) -m serving serve exports $(ARGS)
+
+serve-config: venv
+	$(PY) -m serving config exports
+
+# ---- quality ----
+test: venv
+	$(PY) -m pytest -q tests $(ARGS)
+
+test-slow: venv
+	$(PY) -m pytest -q -m slow tests $(ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+# ---- benchmarks: results land in bench/results/ ----
+bench: bench-train bench-serve
+
+bench-train: venv
+	$(PY) bench/bench_train.py
+
+bench-serve: venv
+	$(PY) bench/bench_serve.py
+
+bench-gpu:
+	KERAS_BACKEND=jax $(PYTHON) bench/bench_gpu.py
+
+clean:
+	rm -rf runs exports bench/results
