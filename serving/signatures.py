@@ -1,0 +1,69 @@
+"""Serving signatures per task kind: what an exported SavedModel takes and returns.
+
+Each builder adds endpoints to a `keras.export.ExportArchive` for a model and the run's
+export_info.json, and returns example inputs of `serving_default` for TF Serving's warmup requests. `serving_default`
+is always the float-tensor signature that TFLite converts; the others (bytes in, text in) are for
+SavedModel / TF Serving only (TFLite has no image decoding).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+SIGNATURES = {}
+
+
+def signature_builder(kind):
+    def decorator(fn):
+        SIGNATURES[kind] = fn
+        return fn
+
+    return decorator
+
+
+def add_signatures(kind, archive, model, info) -> dict:
+    """Add the kind's endpoints; returns example inputs of serving_default for warmup."""
+    if kind not in SIGNATURES:
+        raise ValueError(
+            f"no serving signatures for task {kind!r} (known: {', '.join(sorted(SIGNATURES))})"
+        )
+    return SIGNATURES[kind](archive, model, info)
+
+
+@signature_builder("classification")
+def classification(archive, model, info):
+    """serving_default: float pixels [N,H,W,C] (0..255) -> probabilities.
+    predict_image_bytes: encoded PNG/JPEG strings [N] -> classes, labels, probabilities; decoding
+    and resizing to the model's input size happen inside the graph."""
+    shape = list(info["image_shape"])
+    names = tf.constant([str(n) for n in info["class_names"]])
+
+    def serve(images):
+        return {"probabilities": tf.cast(model(images, training=False), tf.float32)}
+
+    def decode(image_bytes):
+        image = tf.io.decode_image(image_bytes, channels=shape[-1], expand_animations=False)
+        return tf.image.resize(tf.cast(image, tf.float32), shape[:2])
+
+    def predict_image_bytes(image_bytes):
+        images = tf.map_fn(
+            decode, image_bytes, fn_output_signature=tf.TensorSpec(shape, tf.float32)
+        )
+        probabilities = serve(images)["probabilities"]
+        classes = tf.argmax(probabilities, axis=-1)
+        return {
+            "classes": classes,
+            "labels": tf.gather(names, classes),
+            "probabilities": probabilities,
+        }
+
+    archive.add_endpoint(
+        "serving_default",
+        serve,
+        input_signature=[tf.TensorSpec([None, *shape], tf.float32, name="images")],
+    )
+    archive.add_endpoint(
+        "predict_image_bytes",
+        predict_image_bytes,
+        input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
+    )
+    return {"images": np.zeros([1, *shape], np.float32)}

@@ -1,0 +1,120 @@
+"""`python -m training train <recipe> ...` and `python -m training list`.
+
+Exit codes: 0 done, 1 the run failed (e.g. NaN loss), 2 bad request (unknown model, recipe,
+data set or strategy; malformed --set; missing data) with nothing written, 143 stopped by SIGTERM
+after saving a checkpoint.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="models, recipes, data sets, strategies")
+    t = commands.add_parser("train", help="train a recipe")
+    t.add_argument("recipe")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe field, e.g. optimizer.lr=3e-4",
+    )
+    t.add_argument("--strategy", help="auto | one_device | mirrored | multi_worker")
+    t.add_argument("--dataset", help="a tfds name or folder:PATH (PATH/<split>/<label>/<image>)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--mixed-precision", choices=["float16", "bfloat16"])
+    t.add_argument("--jit", action="store_true", default=None, help="compile the steps with XLA")
+    t.add_argument(
+        "--tiny", action="store_true", default=None, help="the model's tiny configuration"
+    )
+    t.add_argument("--logdir", default="runs")
+    t.add_argument("--export-dir", default="exports")
+    t.add_argument("--no-export", action="store_true", help="skip the SavedModel/TFLite export")
+    t.add_argument("--resume", action="store_true", help="continue the newest run of this recipe")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    import tensorflow as tf  # noqa: F401  (after argparse: --help stays fast)
+
+    import zoo
+    from training import data, distribute, loop, recipes
+
+    if args.command == "list":
+        return _list(zoo, recipes, distribute)
+    try:
+        sets = list(args.set)
+        for flag, key in [
+            ("strategy", "run.strategy"),
+            ("dataset", "data.dataset"),
+            ("epochs", "train.epochs"),
+            ("mixed_precision", "run.mixed_precision"),
+            ("jit", "run.jit"),
+            ("tiny", "run.tiny"),
+        ]:
+            value = getattr(args, flag)
+            if value is not None:
+                sets.append(f"{key}={json.dumps(value)}")
+        resume_dir = None
+        if args.resume:
+            resume_dir = loop.find_resumable(args.logdir, args.recipe)
+            if resume_dir is None:
+                raise recipes.RecipeError(
+                    f"--resume: no run of {args.recipe!r} with a checkpoint under {args.logdir}/"
+                )
+            saved = json.loads((resume_dir / "recipe.json").read_text())
+            recipe = recipes.resolve(args.recipe, sets, base=saved)
+        else:
+            recipe = recipes.resolve(args.recipe, sets)
+        result = loop.train(
+            recipe,
+            logdir=args.logdir,
+            export_dir=args.export_dir,
+            resume_dir=resume_dir,
+            export=not args.no_export,
+        )
+    except (recipes.RecipeError, data.DataError, zoo.UnknownModelError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except loop.Interrupted as e:
+        print(f"\nstopped: {e}", file=sys.stderr)
+        return 143
+    except loop.TrainingError as e:
+        print(f"\nfailed: {e}", file=sys.stderr)
+        return 1
+    print(
+        json.dumps(
+            {
+                "run_dir": str(result.run_dir),
+                "steps": result.steps,
+                "seconds": round(result.seconds, 1),
+                "validation": result.metrics,
+                "export": str(result.export_dir) if result.export_dir else None,
+            }
+        )
+    )
+    return 0
+
+
+def _list(zoo, recipes, distribute) -> int:
+    print("models:")
+    for name in zoo.list_models():
+        spec = zoo.get_spec(name)
+        print(f"  {name:<20} {spec.task:<22} {spec.summary}")
+    print("recipes:")
+    for name in recipes.list_recipes():
+        r = recipes.RECIPES[name]
+        print(f"  {name:<20} {r['model']['name']} on {r['data']['dataset']}: {r['description']}")
+    datasets = sorted({r["data"]["dataset"] for r in recipes.RECIPES.values()})
+    print("data sets used by recipes (any tfds name works, or folder:PATH):")
+    print("  " + ", ".join(datasets))
+    print("strategies: " + ", ".join(distribute.STRATEGIES))
+    return 0

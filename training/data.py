@@ -1,0 +1,208 @@
+"""Data sources and tf.data pipelines.
+
+A source is a tfds data set (`mnist`, `cifar10`, `tiny_shakespeare`, ...) or an image folder
+(`folder:PATH` holding `PATH/<split>/<label>/<image>`). Either way a split loads as a
+tf.data.Dataset of feature dicts described by a tfds `FeaturesDict`, so a task reads both the same way.
+
+Offline: `TFDS_DATA_DIR` points at prepared data, `TFDS_MANUAL_DIR` at original download files
+(tfds checks their checksums and prepares them). With neither and no network, loading stops with a
+`DataError` naming the files to place: it never hangs on a download.
+"""
+
+import dataclasses
+import os
+import pathlib
+import socket
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+class DataError(Exception):
+    """The data cannot be had: a one-line reason for the user."""
+
+
+@dataclasses.dataclass
+class Source:
+    name: str
+    features: tfds.features.FeaturesDict
+    splits: list[str]
+    _load: callable
+    description: str = ""
+
+    def load(self, split: str) -> tf.data.Dataset:
+        if self.splits and split not in self.splits:
+            raise DataError(
+                f"data set {self.name!r} has no split {split!r} (splits: {', '.join(self.splits)})"
+            )
+        return self._load(split)
+
+    @property
+    def class_names(self) -> list[str]:
+        label = self.features["label"] if "label" in self.features.keys() else None
+        return list(label.names) if isinstance(label, tfds.features.ClassLabel) else []
+
+
+def open_source(spec: str) -> Source:
+    """`mnist`, `ted_hrlr_translate/pt_to_en`, or `folder:PATH`."""
+    if spec.startswith("folder:"):
+        return _folder_source(pathlib.Path(spec[len("folder:") :]).expanduser())
+    return _tfds_source(spec)
+
+
+# ---------------------------------------------------------------------------------------------
+# tfds
+
+
+def network_available(host="storage.googleapis.com", port=443, timeout=3.0) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _tfds_source(name: str) -> Source:
+    data_dir = os.environ.get("TFDS_DATA_DIR") or None
+    manual_dir = os.environ.get("TFDS_MANUAL_DIR") or None
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DataError(
+            f"unknown data set {name!r}: not a tfds data set (see `python -m training list`) "
+            "and not folder:PATH"
+        ) from None
+    if not builder.is_prepared():
+        if manual_dir:
+            config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+            try:
+                builder.download_and_prepare(download_config=config)
+            except Exception as e:  # tfds raises many kinds; the user needs the reason
+                raise DataError(
+                    f"tfds could not prepare {name!r} from TFDS_MANUAL_DIR={manual_dir}: "
+                    f"{str(e).splitlines()[0]}"
+                ) from None
+        elif network_available():
+            builder.download_and_prepare()
+        else:
+            raise DataError(_offline_message(builder))
+    splits = list(builder.info.splits.keys())
+
+    def load(split):
+        return builder.as_dataset(split=split, shuffle_files=False)
+
+    return Source(name, builder.info.features, splits, load, builder.info.description or "")
+
+
+def _offline_message(builder) -> str:
+    files = sorted(
+        {info.filename or url.rsplit("/", 1)[-1] for url, info in (builder.url_infos or {}).items()}
+    )
+    where = builder.data_dir
+    listing = f" ({', '.join(files)})" if files else ""
+    return (
+        f"tfds data set {builder.name!r} is not prepared in {where} and there is no network: "
+        f"set TFDS_DATA_DIR to prepared data, or put the original files{listing} in a folder "
+        "and set TFDS_MANUAL_DIR to it"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# image folders
+
+
+def _folder_source(root: pathlib.Path) -> Source:
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist")
+    splits = sorted(p.name for p in root.iterdir() if p.is_dir())
+    files = {split: _images_by_label(root / split) for split in splits}
+    files = {split: found for split, found in files.items() if found}
+    if not files:
+        raise DataError(f"no images in {root}: expected {root}/<split>/<label>/<image>.png")
+    class_names = sorted({label for found in files.values() for label in found})
+    first = next(iter(next(iter(files.values())).values()))[0]
+    shape = tuple(tf.io.decode_image(tf.io.read_file(str(first)), expand_animations=False).shape)
+    features = tfds.features.FeaturesDict(
+        {
+            "image": tfds.features.Image(shape=shape),
+            "label": tfds.features.ClassLabel(names=class_names),
+        }
+    )
+
+    def load(split):
+        paths, labels = [], []
+        for label, images in sorted(files[split].items()):
+            paths += [str(p) for p in images]
+            labels += [class_names.index(label)] * len(images)
+        ds = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int64)))
+
+        def decode(path, label):
+            image = tf.io.decode_image(
+                tf.io.read_file(path), channels=shape[-1], expand_animations=False
+            )
+            if image.shape[:2] != shape[:2]:
+                image = tf.cast(tf.round(tf.image.resize(image, shape[:2])), tf.uint8)
+            return {"image": tf.ensure_shape(image, shape), "label": label}
+
+        return ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    return Source(f"folder:{root}", features, list(files), load, f"image folder {root}")
+
+
+def _images_by_label(split_dir: pathlib.Path) -> dict[str, list[pathlib.Path]]:
+    found = {}
+    for label_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        images = sorted(p for p in label_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if images:
+            found[label_dir.name] = images
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# pipelines
+
+
+def count(ds: tf.data.Dataset) -> int:
+    n = int(ds.cardinality())
+    if n >= 0:
+        return n
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda c, _: c + 1))
+
+
+def prepared(source: Source, split: str, preprocess, cache: bool) -> tf.data.Dataset:
+    """The deterministic part of a split: decoded, preprocessed, cached in memory if asked."""
+    ds = source.load(split).map(preprocess, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return ds.cache() if cache else ds
+
+
+def train_batches(ds, *, batch_size, epoch, seed, shuffle_buffer, augment=None, skip=0):
+    """One epoch of training batches: a shuffle fixed by (seed, epoch), so a resumed run sees the
+    same order; augmentation gets a per-example stateless seed for the same reason."""
+    if shuffle_buffer:
+        ds = ds.shuffle(shuffle_buffer, seed=seed + epoch, reshuffle_each_iteration=False)
+    if augment is not None:
+        ds = ds.enumerate().map(
+            lambda i, example: augment(
+                *example, seed=tf.stack([tf.cast(seed + epoch, tf.int64), i])
+            ),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        )
+    ds = ds.batch(batch_size, drop_remainder=True)
+    if skip:
+        ds = ds.skip(skip)
+    return _with_options(ds.prefetch(AUTOTUNE))
+
+
+def eval_batches(ds, *, batch_size):
+    return _with_options(ds.batch(batch_size).prefetch(AUTOTUNE))
+
+
+def _with_options(ds):
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.deterministic = True
+    return ds.with_options(options)

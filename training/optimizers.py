@@ -1,0 +1,78 @@
+"""Optimizers and learning-rate schedules from a recipe's `optimizer` section."""
+
+import math
+
+import keras
+from keras import ops
+
+OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+}
+SCHEDULES = ("constant", "cosine", "onecycle")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """Leslie Smith's one-cycle: cosine warm-up from lr/25 to lr over `pct_start`, then cosine
+    annealing to lr/1e4 (the torch OneCycleLR defaults)."""
+
+    def __init__(self, max_lr, total_steps, pct_start=0.3, div=25.0, final_div=1e4):
+        self.max_lr, self.total_steps, self.pct_start = max_lr, total_steps, pct_start
+        self.div, self.final_div = div, final_div
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        up = max(1.0, self.pct_start * self.total_steps)
+        down = max(1.0, self.total_steps - up)
+        start, end = self.max_lr / self.div, self.max_lr / self.final_div
+
+        def anneal(a, b, t):
+            return b + (a - b) * 0.5 * (1.0 + ops.cos(math.pi * ops.clip(t, 0.0, 1.0)))
+
+        return ops.where(
+            step < up,
+            anneal(start, self.max_lr, step / up),
+            anneal(self.max_lr, end, (step - up) / down),
+        )
+
+    def get_config(self):
+        return dict(
+            max_lr=self.max_lr,
+            total_steps=self.total_steps,
+            pct_start=self.pct_start,
+            div=self.div,
+            final_div=self.final_div,
+        )
+
+
+def schedule(config: dict, total_steps: int):
+    lr, name, warmup = float(config["lr"]), config["schedule"], int(config.get("warmup_steps", 0))
+    if name == "constant":
+        return lr
+    if name == "cosine":
+        if warmup:
+            return keras.optimizers.schedules.CosineDecay(
+                0.0, max(1, total_steps - warmup), warmup_target=lr, warmup_steps=warmup
+            )
+        return keras.optimizers.schedules.CosineDecay(lr, max(1, total_steps))
+    if name == "onecycle":
+        return OneCycle(lr, total_steps)
+    raise ValueError(f"unknown schedule {name!r} (known: {', '.join(SCHEDULES)})")
+
+
+def build(config: dict, total_steps: int, loss_scale: bool = False) -> keras.optimizers.Optimizer:
+    name = config["name"]
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)})")
+    kwargs = {"learning_rate": schedule(config, total_steps)}
+    if config.get("weight_decay"):
+        kwargs["weight_decay"] = float(config["weight_decay"])
+    if config.get("clipnorm"):
+        kwargs["clipnorm"] = float(config["clipnorm"])
+    if name == "sgd":
+        kwargs.update(momentum=float(config.get("momentum", 0.9)), nesterov=True)
+    optimizer = OPTIMIZERS[name](**kwargs)
+    return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scale else optimizer

@@ -1,0 +1,141 @@
+"""Recipes: what to train, on what, how long, and what to export. Plain data.
+
+A recipe names a model (+ overrides), a data set, a task, an optimizer and schedule, epochs and
+batch size, and export variants. Any field can be changed from the command line with
+`--set path.to.field=value` (the value parsed as JSON, else taken as a string); the resolved recipe
+is saved as `recipe.json` in the run directory. Families add their recipes with `add(...)`.
+"""
+
+import copy
+import difflib
+import json
+
+DEFAULTS = {
+    "description": "",
+    "model": {"name": None, "overrides": {}},
+    "data": {
+        "dataset": None,
+        "train_split": "train",
+        "validation_split": "test",
+        "shuffle_buffer": 10000,
+        "cache": True,
+    },
+    "task": {"name": "classification"},
+    "optimizer": {
+        "name": "adam",
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "momentum": 0.9,
+        "clipnorm": None,
+        "schedule": "constant",
+        "warmup_steps": 0,
+    },
+    "train": {
+        "epochs": 10,
+        "batch_size": 128,
+        "max_steps": 0,
+        "eval_batch_size": 256,
+        "seed": 0,
+        "log_every": 20,
+        "checkpoint_every": 500,
+        "keep_checkpoints": 3,
+    },
+    "export": {"name": None, "tflite": ["float32", "float16", "dynamic", "int8"]},
+    # how to run it: the command-line flags --strategy, --mixed-precision, --jit, --tiny
+    "run": {"strategy": "auto", "mixed_precision": None, "jit": False, "tiny": False},
+}
+
+RECIPES: dict[str, dict] = {}
+
+
+class RecipeError(ValueError):
+    """A bad recipe name or field: a one-line reason for the user."""
+
+
+def add(name: str, **sections) -> None:
+    """Register a recipe: sections override DEFAULTS field by field."""
+    if name in RECIPES:
+        raise ValueError(f"recipe {name!r} is defined twice")
+    recipe = copy.deepcopy(DEFAULTS)
+    for key, value in sections.items():
+        if key not in recipe:
+            raise ValueError(f"recipe {name!r}: unknown section {key!r}")
+        if isinstance(recipe[key], dict):
+            recipe[key].update(value)
+        else:
+            recipe[key] = value
+    recipe["name"] = name
+    RECIPES[name] = recipe
+
+
+def list_recipes() -> list[str]:
+    return sorted(RECIPES)
+
+
+def resolve(name: str, sets=(), base: dict | None = None) -> dict:
+    """The recipe `name` (or `base`, e.g. a saved recipe.json) with `--set` overrides applied."""
+    if base is None:
+        if name not in RECIPES:
+            close = difflib.get_close_matches(name, RECIPES, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise RecipeError(f"unknown recipe {name!r}{hint} (known: {', '.join(list_recipes())})")
+        base = RECIPES[name]
+    recipe = copy.deepcopy(base)
+    for assignment in sets:
+        apply_set(recipe, assignment)
+    return recipe
+
+
+def apply_set(recipe: dict, assignment: str) -> None:
+    """`optimizer.lr=3e-4`: the path must exist, except inside `model.overrides`."""
+    path, sep, raw = assignment.partition("=")
+    if not sep or not path or any(not part for part in path.split(".")):
+        raise RecipeError(f"malformed --set {assignment!r}: expected key.path=value")
+    keys = path.split(".")
+    node = recipe
+    for i, key in enumerate(keys[:-1]):
+        if not isinstance(node, dict) or key not in node:
+            raise RecipeError(f"--set {path}: no field {'.'.join(keys[: i + 1])!r} in the recipe")
+        node = node[key]
+    free_form = keys[:2] == ["model", "overrides"]
+    last = keys[-1]
+    if not isinstance(node, dict) or (last not in node and not free_form):
+        raise RecipeError(f"--set {path}: no field {path!r} in the recipe")
+    value = _parse(raw)
+    old = node.get(last)
+    if old is not None and not free_form and not _compatible(old, value):
+        raise RecipeError(
+            f"--set {path}={raw}: expected a {type(old).__name__} like {json.dumps(old)}"
+        )
+    node[last] = value
+
+
+def _parse(raw: str):
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _compatible(old, new) -> bool:
+    if isinstance(old, bool) or isinstance(new, bool):
+        return isinstance(old, bool) and isinstance(new, bool)
+    if isinstance(old, (int, float)):
+        return isinstance(new, (int, float))
+    if isinstance(old, (list, tuple)):
+        return isinstance(new, (list, tuple))
+    return isinstance(new, type(old)) or new is None
+
+
+# ---------------------------------------------------------------------------------------------
+# the recipes
+
+add(
+    "cnn",
+    description="The classic convnet on MNIST (keras-io mnist_convnet), exported for serving.",
+    model={"name": "cnn"},
+    data={"dataset": "mnist"},
+    task={"name": "classification", "augment": "none", "label_smoothing": 0.0},
+    optimizer={"name": "adam", "lr": 1e-3},
+    train={"epochs": 15, "batch_size": 128},
+)

@@ -1,0 +1,73 @@
+"""The task contract: what the shared loop asks of each kind of model.
+
+A task turns a data set's feature dicts into model inputs, owns the per-replica train and
+evaluation steps (losses, gradients, metrics), and says what to show in TensorBoard and what to
+hand the exporter. The loop knows nothing else about the model. Steps return *sums over the
+replica's examples* plus `count`; the loop adds them across replicas and steps, and `results`
+turns the totals into metrics (by default each sum divided by count).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+
+class Task:
+    name = "base"
+    metrics = ("loss",)  # the headline validation metrics, shown in the HParams tab
+
+    def __init__(self, config: dict, source):
+        self.config = config
+        self.source = source
+
+    # -- inputs ------------------------------------------------------------------------------
+    def model_overrides(self) -> dict:
+        """Model arguments that follow from the data (classes, input shape, vocabulary)."""
+        return {}
+
+    def preprocess(self, example):
+        """Feature dict -> model-ready element; deterministic, runs before the cache."""
+        raise NotImplementedError
+
+    augment = None  # optional `augment(*element, seed) -> element`, training only, after the cache
+
+    # -- steps (run per replica inside strategy.run) -----------------------------------------
+    def build_optimizers(self, model, make_optimizer) -> dict:
+        """Optimizers by name, built on their variables (the loop checkpoints them all)."""
+        optimizer = make_optimizer()
+        optimizer.build(model.trainable_variables)
+        return {"model": optimizer}
+
+    def train_step(self, model, optimizers, batch, global_batch_size) -> dict:
+        raise NotImplementedError
+
+    def eval_step(self, model, batch) -> dict:
+        raise NotImplementedError
+
+    def results(self, totals: dict) -> dict:
+        n = max(float(totals["count"]), 1.0)
+        return {k: float(v) / n for k, v in totals.items() if k != "count" and np.ndim(v) == 0}
+
+    # -- what the run shows and leaves behind --------------------------------------------------
+    def log_epoch(self, model, sample, totals, step) -> None:
+        """Write images/text for one epoch into the default summary writer (validation)."""
+
+    def calibration(self, train: tf.data.Dataset, test: tf.data.Dataset) -> dict:
+        """Arrays the exporter keeps for TFLite calibration and the accuracy report."""
+        return {}
+
+    def export_info(self) -> dict:
+        """What the exporter needs beyond the model: class names, tokenizer, ..."""
+        return {}
+
+
+def apply_gradients(optimizer, tape, loss, variables):
+    """Gradients of `loss` (scaled for float16 loss scaling) applied to `variables`."""
+    grads = tape.gradient(optimizer.scale_loss(loss), variables)
+    optimizer.apply_gradients(zip(grads, variables))
+
+
+def regularization_loss(model):
+    if not model.losses:
+        return 0.0
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return tf.add_n([tf.cast(x, tf.float32) for x in model.losses]) / replicas

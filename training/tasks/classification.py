@@ -1,0 +1,108 @@
+"""Image classification: cross-entropy (with optional label smoothing), accuracy, a labelled grid of
+test images and a confusion matrix per epoch; exports take raw pixels or encoded image bytes."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training import summaries
+from training.tasks.base import Task, apply_gradients, regularization_loss
+
+
+class Classification(Task):
+    name = "classification"
+    metrics = ("loss", "accuracy")
+    image_key, label_key = "image", "label"
+    calibration_bytes = 16 * 2**20  # cap on the arrays kept for TFLite calibration/report
+
+    def __init__(self, config, source):
+        super().__init__(config, source)
+        self.class_names = source.class_names
+        self.num_classes = len(self.class_names)
+        self.image_shape = tuple(source.features[self.image_key].shape)
+        self.label_smoothing = float(config.get("label_smoothing", 0.0))
+        self.augmentation = config.get("augment", "none")  # "none" | "crop_flip" | "crop"
+
+    def model_overrides(self):
+        return {"input_shape": self.image_shape, "num_classes": self.num_classes}
+
+    def preprocess(self, example):
+        return tf.cast(example[self.image_key], tf.float32), example[self.label_key]
+
+    @property
+    def augment(self):
+        if self.augmentation == "none":
+            return None
+        height, width, _ = self.image_shape
+        pad = max(2, height // 8)
+
+        def augment(image, label, seed):
+            # pad-and-crop (the CIFAR recipe), then a horizontal flip unless told not to
+            padded = tf.image.resize_with_crop_or_pad(image, height + 2 * pad, width + 2 * pad)
+            image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=seed)
+            if self.augmentation == "crop_flip":
+                image = tf.image.stateless_random_flip_left_right(image, seed=seed + 1)
+            return image, label
+
+        return augment
+
+    def _per_example_loss(self, labels, probs):
+        one_hot = tf.one_hot(labels, self.num_classes)
+        return keras.losses.categorical_crossentropy(
+            one_hot, probs, label_smoothing=self.label_smoothing
+        )
+
+    def train_step(self, model, optimizers, batch, global_batch_size):
+        images, labels = batch
+        optimizer = optimizers["model"]
+        with tf.GradientTape() as tape:
+            probs = tf.cast(model(images, training=True), tf.float32)
+            per_example = self._per_example_loss(labels, probs)
+            loss = tf.reduce_sum(per_example) / global_batch_size + regularization_loss(model)
+        apply_gradients(optimizer, tape, loss, model.trainable_variables)
+        return self._sums(labels, probs, per_example)
+
+    def eval_step(self, model, batch):
+        images, labels = batch
+        probs = tf.cast(model(images, training=False), tf.float32)
+        sums = self._sums(labels, probs, self._per_example_loss(labels, probs))
+        predicted = tf.argmax(probs, axis=-1, output_type=labels.dtype)
+        sums["confusion"] = tf.math.confusion_matrix(
+            labels, predicted, num_classes=self.num_classes, dtype=tf.float32
+        )
+        return sums
+
+    def _sums(self, labels, probs, per_example):
+        predicted = tf.argmax(probs, axis=-1, output_type=labels.dtype)
+        return {
+            "loss": tf.reduce_sum(per_example),
+            "accuracy": tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32)),
+            "count": tf.cast(tf.size(labels), tf.float32),
+        }
+
+    def log_epoch(self, model, sample, totals, step):
+        images, labels = sample
+        predicted = np.argmax(np.asarray(model(images, training=False)), axis=-1)
+        names = self.class_names
+        captions = [
+            f"{names[p]} ({names[t]})" if p != t else names[p] for p, t in zip(predicted, labels)
+        ]
+        colors = ["black" if p == t else "red" for p, t in zip(predicted, labels)]
+        summaries.image("predictions", summaries.grid(images, captions, colors), step)
+        if "confusion" in totals:
+            picture = summaries.confusion_matrix_image(totals["confusion"], names)
+            summaries.image("confusion_matrix", picture, step)
+
+    def calibration(self, train, test):
+        per_example = int(np.prod(self.image_shape)) * 4
+        test_n = max(1, min(2000, self.calibration_bytes // per_example))
+        x_train = np.stack([x for x, _ in train.take(200).as_numpy_iterator()])
+        pairs = list(test.take(test_n).as_numpy_iterator())
+        return {
+            "representative": x_train,
+            "x_test": np.stack([x for x, _ in pairs]),
+            "y_test": np.array([y for _, y in pairs]),
+        }
+
+    def export_info(self):
+        return {"class_names": self.class_names, "image_shape": list(self.image_shape)}
