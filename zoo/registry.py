@@ -7,7 +7,7 @@ calls it with the spec's defaults, then the `tiny` set (if asked), then the call
 import dataclasses
 import difflib
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 
