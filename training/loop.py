@@ -47,6 +47,7 @@ class RunResult:
     run_dir: pathlib.Path
     steps: int
     metrics: dict
+    model: keras.Model
     export_dir: pathlib.Path | None = None
     seconds: float = 0.0
 
@@ -122,7 +123,7 @@ def train(
             if not manager.latest_checkpoint:
                 raise ValueError(f"nothing to resume in {run_dir}: it has no checkpoint")
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            say(f"resuming {run_dir} from {manager.latest_checkpoint} (step {int(step_var)})")
+            say(f"resuming {run_dir} from {manager.latest_checkpoint} (step {int(step_var.numpy())})")
         if chief:
             (run_dir / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
         writers = _Writers(run_dir, chief)
@@ -137,7 +138,7 @@ def train(
         )
         sample = next(iter(val_ds.batch(25).as_numpy_iterator()))
         started = time.time()
-        step = int(step_var)
+        step = int(step_var.numpy())
         metrics = {}
         with _sigterm_flag() as stop:
             while step < total_steps:
@@ -213,7 +214,7 @@ def train(
                     + "  ".join(f"val_{k} {v:.4f}" for k, v in metrics.items())
                 )
         seconds = time.time() - started
-        result = RunResult(run_dir, step, metrics, seconds=seconds)
+        result = RunResult(run_dir, step, metrics, model, seconds=seconds)
         if chief:
             _finish(run_dir, task, train_ds, val_ds, metrics, step, seconds)
             say(
