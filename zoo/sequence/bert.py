@@ -19,7 +19,7 @@ from zoo.registry import register
 from zoo.sequence.layers import (
     BiasAdd,
     PaddingMask,
-    PositionEmbedding,
+    PositionalEncoding,
     ReversibleEmbedding,
     TokenSelect,
     attention_sublayer,
@@ -52,7 +52,7 @@ def _bert_encoder(
         vocab_size, d_model, embeddings_initializer=init, name="token_embedding"
     )
     x = token_embedding(tokens)
-    x = PositionEmbedding(max_length, initializer=init, name="position_embedding")(x)
+    x = PositionalEncoding(max_length, initializer=init, name="position_embedding")(x)
     if num_segments:
         segment_ids = keras.Input(shape=(seq_len,), dtype="int32", name="segment_ids")
         inputs.append(segment_ids)

@@ -20,7 +20,7 @@ from keras import layers
 
 from zoo.registry import register
 from zoo.sequence.layers import (
-    PositionEmbedding,
+    PositionalEncoding,
     ReversibleEmbedding,
     attention_sublayer,
     feed_forward_sublayer,
@@ -71,7 +71,7 @@ def gpt(
         vocab_size, d_model, embeddings_initializer=init, name="token_embedding"
     )
     x = embedding(tokens)
-    x = PositionEmbedding(block_size, initializer=init, name="position_embedding")(x)
+    x = PositionalEncoding(block_size, initializer=init, name="position_embedding")(x)
     x = layers.Dropout(dropout, name="embedding_dropout")(x)
     for i in range(1, num_layers + 1):
         x = attention_sublayer(

@@ -32,7 +32,7 @@ class PaddingMask(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class PositionEmbedding(layers.Layer):
+class PositionalEncoding(layers.Layer):
     """Adds a position signal to [B, T, D] embeddings: "learned" (a table of `max_length` rows,
     as in GPT/BERT) or "sinusoidal" (Vaswani et al. sec. 3.5: sin on even, cos on odd channels;
     no weights, any length). Any T <= max_length works, so one set of weights serves all lengths.
@@ -128,6 +128,19 @@ class TokenSelect(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "index": self.index}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class TimeReverse(layers.Layer):
+    """Flips [B, T, ...] along time; the padding mask passes through unchanged. Puts the outputs of
+    an RNN run with `go_backwards=True` back in input order."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, x):
+        return ops.flip(x, axis=1)
 
 
 def _check_norm(norm):

@@ -22,7 +22,7 @@ from keras import layers
 from zoo.registry import register
 from zoo.sequence.layers import (
     PaddingMask,
-    PositionEmbedding,
+    PositionalEncoding,
     ReversibleEmbedding,
     attention_sublayer,
     feed_forward_sublayer,
@@ -80,7 +80,7 @@ def transformer(
     def embed(tokens, embedding_layer, max_length, prefix):
         x = embedding_layer(tokens)
         x = layers.Rescaling(math.sqrt(d_model), name=f"{prefix}_embedding_scale")(x)
-        x = PositionEmbedding(max_length, kind=positions, name=f"{prefix}_position_embedding")(x)
+        x = PositionalEncoding(max_length, kind=positions, name=f"{prefix}_position_embedding")(x)
         return layers.Dropout(dropout, name=f"{prefix}_embedding_dropout")(x)
 
     encoder_tokens = keras.Input(shape=(source_length,), dtype="int32", name="encoder_tokens")
