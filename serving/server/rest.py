@@ -54,6 +54,9 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code, message=None, explain=None):
         """Errors found by http.server itself (bad request line, huge headers): JSON, then close."""
         self.close_connection = True
+        # http.server answers an unparsable request line HTTP/0.9-style (body, no status line);
+        # nobody speaks 0.9 any more, so answer with a proper status line.
+        self.request_version = "HTTP/1.1"
         try:
             reason = self.responses.get(code, ("error",))[0]
             self._send_json(code, {"error": message or reason})
@@ -189,8 +192,27 @@ class _Handler(BaseHTTPRequestHandler):
     def _try_send_error(self, err: ServingError):
         try:
             self._send_json(err.http_status, {"error": err.message})
+            if err.http_status == 413:
+                self._discard_unread_body()
         except OSError:
             self.close_connection = True
+
+    def _discard_unread_body(self, seconds=2.0):
+        """After answering 413 without reading the body, read and drop what the client is still
+        sending for a moment, so it gets to read the answer instead of a connection reset."""
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + seconds
+        budget = 4 * self.server.max_body_bytes
+        self.connection.settimeout(0.5)
+        while budget > 0 and time.monotonic() < deadline:
+            try:
+                chunk = self.connection.recv(1 << 16)
+            except OSError:
+                break
+            if not chunk:
+                break
+            budget -= len(chunk)
 
     def _route(self, method, path, body):
         """The response document for one request; raises ServingError."""

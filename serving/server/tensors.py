@@ -198,9 +198,30 @@ def json_to_array(value, spec: TensorSpecInfo) -> np.ndarray:
             f"Conversion of JSON values to type: {spec.dtype_name} is not supported",
         )
     try:
-        return np.asarray(flat, dtype=spec.np_dtype).reshape(shape)
+        with np.errstate(over="ignore"):
+            arr = np.asarray(flat, dtype=spec.np_dtype).reshape(shape)
     except (OverflowError, ValueError, TypeError) as exc:
         raise invalid(f"Cannot convert JSON values to {spec.dtype_name}: {exc}") from None
+    if kind == "float" and arr.size:
+        _check_lossless(flat, kinds, arr, spec)
+    return arr
+
+
+def _check_lossless(flat, kinds, arr, spec):
+    """TF Serving refuses numbers a float type cannot hold (out of range, or big integers)."""
+    bad = None
+    if not np.isfinite(arr).all():
+        wide = np.asarray(flat, dtype=np.float64)
+        overflow = ~np.isfinite(arr.reshape(-1)) & np.isfinite(wide)
+        if overflow.any():
+            bad = flat[int(np.argmax(overflow))]
+    if bad is None and int in kinds and arr.dtype.itemsize < 8:
+        max_int = 2 ** (np.finfo(arr.dtype).nmant + 1) - 1
+        bad = next((v for v in flat if type(v) is int and abs(v) > max_int), None)
+    if bad is not None:
+        raise invalid(
+            f"Cannot convert JSON value: {bad} to {spec.dtype_name} without loss of precision."
+        )
 
 
 def _flatten(value, shape, level, out):
@@ -208,8 +229,8 @@ def _flatten(value, shape, level, out):
     if not isinstance(value, list):
         if level != rank:
             raise invalid(
-                f"JSON Value: {_short(value)} found at incorrect level: {level + 1} in the JSON "
-                f"DOM. Expected at level: {rank}"
+                f"JSON Value: {_short(value)} found at incorrect level: {level} in the JSON "
+                f"DOM. Expected at level: {rank} (a tensor's lists must nest evenly)"
             )
         out.append(value)
         return

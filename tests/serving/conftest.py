@@ -233,6 +233,9 @@ def server(cnn_store, tmp_path_factory):
         yield proc.wait_ready()
     finally:
         proc.stop()
+    # Whatever the tests threw at it, the server never hit an unexpected (internal) error.
+    log = proc.log_path.read_text()
+    assert "Traceback" not in log, log[-6000:]
 
 
 # ---- clients ----------------------------------------------------------------------------------
