@@ -132,10 +132,10 @@ def _compatible(old, new) -> bool:
 
 add(
     "cnn",
-    description="The classic convnet on MNIST (keras-io mnist_convnet), exported for serving.",
+    description="The classic convnet (keras-io mnist_convnet) on MNIST, exported for serving.",
     model={"name": "cnn"},
     data={"dataset": "mnist"},
-    task={"name": "classification", "augment": "none", "label_smoothing": 0.0},
-    optimizer={"name": "adam", "lr": 1e-3},
-    train={"epochs": 15, "batch_size": 128},
+    task={"name": "classification", "augment": "crop", "label_smoothing": 0.0},
+    optimizer={"name": "adam", "lr": 1e-3, "schedule": "cosine"},
+    train={"epochs": 20, "batch_size": 64},
 )
