@@ -20,6 +20,7 @@ def _seeded():
     RNG = np.random.default_rng(0)
     keras.utils.set_random_seed(0)
 
+
 TASKS = {
     "lstm": "classification",
     "char_rnn": "language_model",
@@ -143,6 +144,14 @@ def test_lstm_unrolled_matches_the_loop_with_the_same_weights():
     np.testing.assert_allclose(predict(unrolled, x), predict(looped, x), atol=1e-5)
     # The mask matters: padding reads differently from a real token in that slot.
     assert not np.allclose(predict(looped, np.where(x == 0, 1, x)), predict(looped, x), atol=1e-5)
+
+
+def test_char_rnn_unrolled_matches_the_loop():
+    looped = zoo.build("char_rnn", tiny=True)
+    unrolled = zoo.build("char_rnn", tiny=True, unroll=True)
+    unrolled.set_weights(looped.get_weights())
+    x = tokens(2, 16, vocab=32, low=0)
+    np.testing.assert_allclose(predict(unrolled, x), predict(looped, x), atol=1e-5)
 
 
 def test_bert_mlm_weights_load_into_the_classifier_by_name():

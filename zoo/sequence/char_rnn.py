@@ -38,13 +38,20 @@ def char_rnn(
     units=128,
     num_layers=2,
     dropout=0.0,
+    unroll=False,
     name="char_rnn",
 ):
-    """Embedding -> LSTM x num_layers (all steps) -> next-character logits at every step."""
+    """Embedding -> LSTM x num_layers (all steps) -> next-character logits at every step.
+
+    `unroll=True` (fixed seq_len) is the same function and weights as a static graph, the form
+    that converts to builtin TFLite ops.
+    """
+    if unroll and seq_len is None:
+        raise ValueError("unroll=True needs a fixed seq_len")
     tokens = keras.Input(shape=(seq_len,), dtype="int32", name="tokens")
     x = layers.Embedding(vocab_size, embed_dim, name="embedding")(tokens)
     for i in range(1, num_layers + 1):
-        x = layers.LSTM(units, return_sequences=True, name=f"lstm{i}")(x)
+        x = layers.LSTM(units, return_sequences=True, unroll=unroll, name=f"lstm{i}")(x)
         x = layers.Dropout(dropout, name=f"dropout{i}")(x)
     logits = layers.Dense(vocab_size, dtype="float32", name="logits")(x)
     return keras.Model(tokens, logits, name=name)
