@@ -43,7 +43,15 @@ def _signature(inputs: dict):
 class Batcher:
     """Queue plus one scheduler thread for one signature of one loaded version."""
 
-    def __init__(self, run, max_batch_size=32, timeout_s=0.001, max_enqueued_batches=100, name=""):
+    def __init__(
+        self,
+        run,
+        max_batch_size=32,
+        timeout_s=0.001,
+        max_enqueued_batches=100,
+        name="",
+        on_batch=None,
+    ):
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
         self._run = run
@@ -56,7 +64,7 @@ class Batcher:
         self._closed = False
         self._thread = None
         self._carry = None
-        self.batches_run = 0  # for tests and metrics: how many multi-request batches ran
+        self.on_batch = on_batch  # called with the number of requests each batch served
 
     def submit(self, inputs: dict) -> dict:
         rows = batch_rows(inputs)
@@ -134,6 +142,7 @@ class Batcher:
     def _execute(self, tasks, rows):
         if len(tasks) == 1:
             self._run_one(tasks[0])
+            self._report(1)
             return
         try:
             merged = {
@@ -146,19 +155,27 @@ class Batcher:
         except (ServingError, _Unsplittable):
             for task in tasks:
                 self._run_one(task)
+                self._report(1)
             return
         except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
             for task in tasks:
                 task.error = exc
                 task.done.set()
             return
-        self.batches_run += 1
+        self._report(len(tasks))
         start = 0
         for task in tasks:
             stop = start + task.rows
             task.result = {name: arr[start:stop] for name, arr in outputs.items()}
             start = stop
             task.done.set()
+
+    def _report(self, requests):
+        if self.on_batch is not None:
+            try:
+                self.on_batch(requests)
+            except Exception:  # noqa: BLE001 - metrics never break serving
+                pass
 
     def _run_one(self, task):
         try:

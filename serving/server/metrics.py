@@ -30,6 +30,7 @@ class Metrics:
         ] = {}  # (model, api, entrypoint, status) -> [buckets, sum, n]
         self._loads: dict[tuple, int] = {}  # (model, status) -> n
         self._available: dict[str, int] = {}  # model -> available versions
+        self._batches: dict[str, list] = {}  # model -> [batches run, requests in them]
 
     def observe(self, model: str, api: str, entrypoint: str, status: str, seconds: float):
         micros = seconds * 1e6
@@ -50,6 +51,12 @@ class Metrics:
     def load_attempt(self, model: str, status: str):
         with self._lock:
             self._loads[(model, status)] = self._loads.get((model, status), 0) + 1
+
+    def batch(self, model: str, requests: int):
+        with self._lock:
+            entry = self._batches.setdefault(model, [0, 0])
+            entry[0] += 1
+            entry[1] += requests
 
     def set_available(self, model: str, versions: int):
         with self._lock:
@@ -107,4 +114,9 @@ class Metrics:
                     + _labels([("model_name", model)])
                     + f" {n}"
                 )
+            for i, family in enumerate(("batch_count", "batched_request_count")):
+                name = f":tensorflow:serving:batching:{family}"
+                lines.append(f"# TYPE {name} counter")
+                for model, counts in sorted(self._batches.items()):
+                    lines.append(f"{name}{_labels([('model_name', model)])} {counts[i]}")
         return "\n".join(lines) + "\n"

@@ -86,7 +86,9 @@ def _shape_string(shape) -> str:
 class SignatureRunner:
     """Validates inputs against one SignatureDef and runs its concrete function."""
 
-    def __init__(self, key, fn, signature_def, batching: BatchingOptions | None, label: str):
+    def __init__(
+        self, key, fn, signature_def, batching: BatchingOptions | None, label: str, on_batch=None
+    ):
         self.key = key
         self.fn = fn
         self.signature_def = signature_def
@@ -101,6 +103,7 @@ class SignatureRunner:
                 batching.timeout_s,
                 batching.max_enqueued_batches,
                 name=f"{label}/{key}",
+                on_batch=on_batch,
             )
 
     def validate(self, inputs: dict):
@@ -205,7 +208,9 @@ def read_meta_graph(version_dir, tag=SERVE_TAG):
 class Servable:
     """One loaded version of one model: its signature defs and a runner per signature."""
 
-    def __init__(self, name: str, version: int, path: Path, batching: BatchingOptions | None):
+    def __init__(
+        self, name: str, version: int, path: Path, batching: BatchingOptions | None, metrics=None
+    ):
         import tensorflow as tf
 
         self.name, self.version, self.path = name, version, Path(path)
@@ -216,11 +221,19 @@ class Servable:
         except Exception as exc:  # noqa: BLE001
             raise from_exception(exc) from None
         self.runners: dict[str, SignatureRunner] = {}
+        on_batch = None
+        if metrics is not None:
+            on_batch = lambda requests: metrics.batch(name, requests)
         for key, signature_def in self.signature_defs.items():
             if key.startswith("__") or key not in self._loaded.signatures:
                 continue  # __saved_model_init_op and the like: not callable signatures
             self.runners[key] = SignatureRunner(
-                key, self._loaded.signatures[key], signature_def, batching, f"{name}/{version}"
+                key,
+                self._loaded.signatures[key],
+                signature_def,
+                batching,
+                f"{name}/{version}",
+                on_batch,
             )
 
     def runner(self, signature_name: str, code: str = "FAILED_PRECONDITION") -> SignatureRunner:
@@ -245,16 +258,20 @@ class Servable:
         except Exception as exc:  # noqa: BLE001
             raise ServingError("INVALID_ARGUMENT", f"Failed to read warmup data: {exc}") from None
         done = 0
-        for record in logs:
+        for i, record in enumerate(logs):
             kind = record.WhichOneof("log_type")
             if kind != "predict_log":
                 log.warning("%s/%s: skipping %s warmup record", self.name, self.version, kind)
                 continue
             request = record.predict_log.request
-            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-            runner = self.runner(request.model_spec.signature_name)
-            runner.validate(inputs)
-            runner._call(inputs)  # straight to the function: batch threads are not up yet
+            try:
+                inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+                runner = self.runner(request.model_spec.signature_name)
+                runner.validate(inputs)
+                runner._call(inputs)  # straight to the function, not through the batcher
+            except Exception as exc:  # noqa: BLE001
+                err = from_exception(exc)
+                raise ServingError(err.code, f"Warmup request {i} failed: {err.message}") from None
             done += 1
         return done
 
@@ -375,7 +392,7 @@ class ModelManager:
         started = time.monotonic()
         servable = None
         try:
-            servable = Servable(name, version, path, self.batching)
+            servable = Servable(name, version, path, self.batching, self.metrics)
             warmed = servable.warmup()
         except Exception as exc:  # noqa: BLE001 - a bad version must not take the server down
             err = from_exception(exc)
