@@ -197,7 +197,8 @@ def _markdown(report) -> str:
         f"Test sample: {report['test_examples']} examples; SavedModel accuracy: "
         + (f"{sm:.4f}" if sm is not None else "n/a"),
         "",
-        "| variant | size (bytes) | accuracy | agreement with SavedModel | max abs diff | latency (ms/example) |",
+        "| variant | size (bytes) | accuracy | agreement with SavedModel | max abs diff "
+        "| latency (ms/example) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
 

@@ -2,7 +2,8 @@
 
 A source is a tfds data set (`mnist`, `cifar10`, `tiny_shakespeare`, ...) or an image folder
 (`folder:PATH` holding `PATH/<split>/<label>/<image>`). Either way a split loads as a
-tf.data.Dataset of feature dicts described by a tfds `FeaturesDict`, so a task reads both the same way.
+tf.data.Dataset of feature dicts described by a tfds `FeaturesDict`, so a task reads both the
+same way.
 
 Offline: `TFDS_DATA_DIR` points at prepared data, `TFDS_MANUAL_DIR` at original download files
 (tfds checks their checksums and prepares them). With neither and no network, loading stops with a

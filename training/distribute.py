@@ -18,7 +18,9 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         raise ValueError(f"unknown strategy {name!r} (known: {', '.join(STRATEGIES)})")
     if name == "multi_worker":  # first: collective ops must be set up before TF starts
         if "TF_CONFIG" not in os.environ:
-            raise ValueError("strategy multi_worker needs TF_CONFIG (cluster and task) in the environment")
+            raise ValueError(
+                "strategy multi_worker needs TF_CONFIG (cluster and task) in the environment"
+            )
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":

@@ -123,7 +123,7 @@ def train(
             if not manager.latest_checkpoint:
                 raise ValueError(f"nothing to resume in {run_dir}: it has no checkpoint")
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            say(f"resuming {run_dir} from {manager.latest_checkpoint} (step {int(step_var.numpy())})")
+            say(f"resuming {run_dir} from {manager.latest_checkpoint}")
         if chief:
             (run_dir / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
         writers = _Writers(run_dir, chief)
@@ -286,7 +286,8 @@ def _progress(epoch, epochs, step, total, scalars) -> str:
     shown = "  ".join(
         f"{k.removeprefix('batch_')} {v:.4g}" for k, v in scalars.items() if k.startswith("batch_")
     )
-    return f"epoch {epoch + 1}/{epochs}  step {step}/{total}  {shown}  {scalars['examples_per_second']:.0f} ex/s"
+    speed = scalars["examples_per_second"]
+    return f"epoch {epoch + 1}/{epochs}  step {step}/{total}  {shown}  {speed:.0f} ex/s"
 
 
 def _save(manager, step_var, step, chief):

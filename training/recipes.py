@@ -3,12 +3,17 @@
 A recipe names a model (+ overrides), a data set, a task, an optimizer and schedule, epochs and
 batch size, and export variants. Any field can be changed from the command line with
 `--set path.to.field=value` (the value parsed as JSON, else taken as a string); the resolved recipe
-is saved as `recipe.json` in the run directory. Families add their recipes with `add(...)`.
+is saved as `recipe.json` in the run directory. Families add their recipes in
+training/recipe_book/<family>.py with `add(...)`.
 """
 
 import copy
 import difflib
+import importlib
 import json
+import pkgutil
+
+from training import recipe_book
 
 DEFAULTS = {
     "description": "",
@@ -127,15 +132,6 @@ def _compatible(old, new) -> bool:
     return isinstance(new, type(old)) or new is None
 
 
-# ---------------------------------------------------------------------------------------------
-# the recipes
-
-add(
-    "cnn",
-    description="The classic convnet (keras-io mnist_convnet) on MNIST, exported for serving.",
-    model={"name": "cnn"},
-    data={"dataset": "mnist"},
-    task={"name": "classification", "augment": "crop", "label_smoothing": 0.0},
-    optimizer={"name": "adam", "lr": 1e-3, "schedule": "cosine"},
-    train={"epochs": 20, "batch_size": 64},
-)
+# The recipes themselves are data in training/recipe_book/, one module per family.
+for _module in pkgutil.iter_modules(recipe_book.__path__):
+    importlib.import_module(f"{recipe_book.__name__}.{_module.name}")

@@ -1,32 +1,9 @@
-"""Serving signatures per task kind: what an exported SavedModel takes and returns.
-
-Each builder adds endpoints to a `keras.export.ExportArchive` for a model and the run's
-export_info.json, and returns example inputs of `serving_default` for TF Serving's warmup requests. `serving_default`
-is always the float-tensor signature that TFLite converts; the others (bytes in, text in) are for
-SavedModel / TF Serving only (TFLite has no image decoding).
-"""
+"""Signatures of image classifiers."""
 
 import numpy as np
 import tensorflow as tf
 
-SIGNATURES = {}
-
-
-def signature_builder(kind):
-    def decorator(fn):
-        SIGNATURES[kind] = fn
-        return fn
-
-    return decorator
-
-
-def add_signatures(kind, archive, model, info) -> dict:
-    """Add the kind's endpoints; returns example inputs of serving_default for warmup."""
-    if kind not in SIGNATURES:
-        raise ValueError(
-            f"no serving signatures for task {kind!r} (known: {', '.join(sorted(SIGNATURES))})"
-        )
-    return SIGNATURES[kind](archive, model, info)
+from serving.signatures import signature_builder
 
 
 @signature_builder("classification")

@@ -15,8 +15,16 @@ from tests.conftest import run_module
 def trained(shared_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("mnist5k")
     proc = run_module(
-        "training", "train", "cnn", "--dataset", f"folder:{shared_data / 'mnist5k'}",
-        "--logdir", root / "runs", "--export-dir", root / "exports", timeout=1800,
+        "training",
+        "train",
+        "cnn",
+        "--dataset",
+        f"folder:{shared_data / 'mnist5k'}",
+        "--logdir",
+        root / "runs",
+        "--export-dir",
+        root / "exports",
+        timeout=1800,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -27,9 +35,13 @@ def test_cnn_reaches_97_percent_on_the_test_split(trained):
 
 
 def test_tflite_report_int8_within_one_point_of_the_saved_model(trained):
-    report = json.loads((pathlib.Path(trained["export"]).parent / "tflite" / "report.json").read_text())
+    report = json.loads(
+        (pathlib.Path(trained["export"]).parent / "tflite" / "report.json").read_text()
+    )
     assert report["test_examples"] == 1000
-    assert report["saved_model_accuracy"] == pytest.approx(trained["validation"]["accuracy"], abs=1e-3)
+    assert report["saved_model_accuracy"] == pytest.approx(
+        trained["validation"]["accuracy"], abs=1e-3
+    )
     rows = {row["variant"]: row for row in report["variants"]}
     assert rows["float32"]["accuracy"] == pytest.approx(report["saved_model_accuracy"], abs=1e-3)
     assert rows["int8"]["accuracy"] >= report["saved_model_accuracy"] - 0.01
@@ -40,8 +52,12 @@ def test_bytes_signature_classifies_the_png_files(trained, shared_data):
     files = sorted((shared_data / "mnist5k" / "test").glob("*/*.png"))
     labels = np.array([int(f.parent.name) for f in files])
     serve = tf.saved_model.load(trained["export"]).signatures["predict_image_bytes"]
-    classes = np.concatenate([
-        serve(image_bytes=tf.constant([f.read_bytes() for f in files[i : i + 250]]))["classes"].numpy()
-        for i in range(0, len(files), 250)
-    ])
+    classes = np.concatenate(
+        [
+            serve(image_bytes=tf.constant([f.read_bytes() for f in files[i : i + 250]]))[
+                "classes"
+            ].numpy()
+            for i in range(0, len(files), 250)
+        ]
+    )
     assert np.mean(classes == labels) == pytest.approx(trained["validation"]["accuracy"], abs=1e-3)

@@ -28,13 +28,17 @@ def mock_run(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setattr(data, "network_available", lambda: True)  # mock_data stands in for the download
     with tfds.testing.mock_data(num_examples=64):
-        result = loop.train(recipe, logdir=root / "runs", export_dir=root / "exports", verbose=False)
+        result = loop.train(
+            recipe, logdir=root / "runs", export_dir=root / "exports", verbose=False
+        )
     patch.undo()
     return result
 
 
 def events(directory):
-    acc = EventAccumulator(str(directory), size_guidance={"tensors": 0, "images": 0, "histograms": 0})
+    acc = EventAccumulator(
+        str(directory), size_guidance={"tensors": 0, "images": 0, "histograms": 0}
+    )
     acc.Reload()
     return acc
 
@@ -51,7 +55,14 @@ def test_run_directory_has_recipe_checkpoints_and_model(mock_run):
 def test_tensorboard_events_hold_every_promised_tag(mock_run):
     train = events(mock_run.run_dir / "train")
     tags = set(train.Tags()["tensors"])
-    for tag in ["batch_loss", "batch_accuracy", "learning_rate", "examples_per_second", "epoch_loss", "epoch_accuracy"]:
+    for tag in [
+        "batch_loss",
+        "batch_accuracy",
+        "learning_rate",
+        "examples_per_second",
+        "epoch_loss",
+        "epoch_accuracy",
+    ]:
         assert tag in tags, tag
     steps = [e.step for e in train.Tensors("batch_loss")]
     assert steps == [2, 4, 6, 8]
@@ -59,7 +70,9 @@ def test_tensorboard_events_hold_every_promised_tag(mock_run):
     assert any(t.startswith("cnn/") or "kernel" in t for t in tags), "weight histograms missing"
 
     validation = events(mock_run.run_dir / "validation")
-    assert {"epoch_loss", "epoch_accuracy", "predictions", "confusion_matrix"} <= set(validation.Tags()["tensors"])
+    assert {"epoch_loss", "epoch_accuracy", "predictions", "confusion_matrix"} <= set(
+        validation.Tags()["tensors"]
+    )
     picture = validation.Tensors("confusion_matrix")[-1]
     png = tf.make_ndarray(picture.tensor_proto)[2]  # [width, height, png bytes]
     assert tf.io.decode_png(png).shape[-1] == 3
@@ -81,8 +94,12 @@ def test_export_has_both_signatures_and_agrees_with_the_model(mock_run):
 
     pngs = tf.constant([tf.io.encode_png(tf.cast(image, tf.uint8)).numpy() for image in x.round()])
     by_bytes = loaded.signatures["predict_image_bytes"](image_bytes=pngs)
-    np.testing.assert_allclose(by_bytes["probabilities"].numpy(), mock_run.model(x.round()).numpy(), atol=1e-5)
-    assert by_bytes["labels"].numpy().tolist() == [str(c).encode() for c in by_bytes["classes"].numpy()]
+    np.testing.assert_allclose(
+        by_bytes["probabilities"].numpy(), mock_run.model(x.round()).numpy(), atol=1e-5
+    )
+    assert by_bytes["labels"].numpy().tolist() == [
+        str(c).encode() for c in by_bytes["classes"].numpy()
+    ]
 
 
 def test_tflite_variants_and_report(mock_run):

@@ -9,11 +9,22 @@ import sys
 
 from tests.conftest import REPO, run_module
 
-ARGS = ["--tiny", "--no-export", "--set", "train.batch_size=32", "--epochs", "2", "--set", "train.log_every=1"]
+ARGS = [
+    "--tiny",
+    "--no-export",
+    "--set",
+    "train.batch_size=32",
+    "--epochs",
+    "2",
+    "--set",
+    "train.log_every=1",
+]
 
 
 def train(logdir, data, *extra):
-    return run_module("training", "train", "cnn", "--dataset", f"folder:{data}", "--logdir", logdir, *ARGS, *extra)
+    return run_module(
+        "training", "train", "cnn", "--dataset", f"folder:{data}", "--logdir", logdir, *ARGS, *extra
+    )
 
 
 def final(proc):
@@ -27,9 +38,23 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(shared_data, tmp_path)
     assert reference["steps"] == 250  # 4000 // 32 * 2
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "training", "train", "cnn", "--dataset", f"folder:{data}", "--logdir", tmp_path / "stopped", *ARGS],
-        cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "train",
+            "cnn",
+            "--dataset",
+            f"folder:{data}",
+            "--logdir",
+            tmp_path / "stopped",
+            *ARGS,
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     for line in proc.stdout:
         if " step 40/250 " in line:
@@ -39,7 +64,9 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(shared_data, tmp_path)
     assert proc.returncode == 143, err[-3000:]
     assert "checkpoint saved" in err and "--resume" in err
     (run_dir,) = (tmp_path / "stopped" / "cnn").iterdir()
-    stopped_at = int(open(run_dir / "checkpoints" / "checkpoint").read().split('"ckpt-')[1].split('"')[0])
+    stopped_at = int(
+        open(run_dir / "checkpoints" / "checkpoint").read().split('"ckpt-')[1].split('"')[0]
+    )
     assert 40 <= stopped_at < 250
 
     resumed = final(train(tmp_path / "stopped", data, "--resume"))

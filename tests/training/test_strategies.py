@@ -1,14 +1,14 @@
 """The one loop under each tf.distribute strategy gives the same training."""
 
 import json
+import os
 import socket
+import subprocess
+import sys
 
 import numpy as np
 
 from tests.conftest import REPO, run_module
-import subprocess
-import sys
-import os
 
 
 def free_port():
@@ -19,12 +19,19 @@ def free_port():
 
 def load(path, prefix=""):
     with np.load(path) as f:
-        return [f[k] for k in sorted((k for k in f.files if k.startswith(prefix)), key=lambda k: int(k.rsplit("w", 1)[1]))]
+        return [
+            f[k]
+            for k in sorted(
+                (k for k in f.files if k.startswith(prefix)), key=lambda k: int(k.rsplit("w", 1)[1])
+            )
+        ]
 
 
 def test_mirrored_on_two_logical_cpus_matches_one_device(shared_data, tmp_path):
     out = tmp_path / "weights.npz"
-    proc = run_module("tests.training.workers", "mirrored-vs-one", out, shared_data / "mnist5k", tmp_path / "runs")
+    proc = run_module(
+        "tests.training.workers", "mirrored-vs-one", out, shared_data / "mnist5k", tmp_path / "runs"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     one, mirrored = load(out, "one_device/"), load(out, "mirrored/")
     assert len(one) == len(mirrored) > 0
@@ -39,11 +46,29 @@ def test_multi_worker_two_processes_end_with_identical_weights(shared_data, tmp_
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
     for index in range(2):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            ),
+        }
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "tests.training.workers", "multi-worker", tmp_path / f"w{index}.npz", shared_data / "mnist5k", tmp_path / f"runs{index}"],
-                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.training.workers",
+                    "multi-worker",
+                    tmp_path / f"w{index}.npz",
+                    shared_data / "mnist5k",
+                    tmp_path / f"runs{index}",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
         )
     try:

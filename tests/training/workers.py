@@ -40,15 +40,24 @@ def main():
 
     if mode == "mirrored-vs-one":
         cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+        )
         saved = {}
         for strategy in ("one_device", "mirrored"):
-            result = loop.train(recipe(data_dir, strategy, steps), logdir=f"{logdir}/{strategy}", export=False, verbose=False)
+            result = loop.train(
+                recipe(data_dir, strategy, steps),
+                logdir=f"{logdir}/{strategy}",
+                export=False,
+                verbose=False,
+            )
             assert result.steps == steps
             saved.update({f"{strategy}/{k}": v for k, v in weights(result).items()})
         np.savez(out, **saved)
     elif mode == "multi-worker":
-        result = loop.train(recipe(data_dir, "multi_worker", steps), logdir=logdir, export=False, verbose=False)
+        result = loop.train(
+            recipe(data_dir, "multi_worker", steps), logdir=logdir, export=False, verbose=False
+        )
         assert result.steps == steps
         np.savez(out, **weights(result))
     else:

@@ -68,9 +68,13 @@ def test_tiny_model_runs_round_trips_and_trains_one_step(name, tmp_path):
     before = [v.numpy().copy() for v in model.trainable_variables]
     optimizer = keras.optimizers.SGD(0.01)
     with tf.GradientTape() as tape:
-        loss = tf.add_n([tf.reduce_mean(tf.square(o)) for o in float_outputs(model(x, training=True))])
+        loss = tf.add_n(
+            [tf.reduce_mean(tf.square(o)) for o in float_outputs(model(x, training=True))]
+        )
     grads = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients([(g, v) for g, v in zip(grads, model.trainable_variables) if g is not None])
+    optimizer.apply_gradients(
+        [(g, v) for g, v in zip(grads, model.trainable_variables) if g is not None]
+    )
     assert np.isfinite(loss.numpy())
     changed = [not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables)]
     assert any(changed), f"{name}: no weight moved after one step"

@@ -1,9 +1,26 @@
-"""Tasks by name: the per-replica steps of each kind of model (see base.py for the contract)."""
+"""Tasks by name: the per-replica steps of each kind of model (see base.py for the contract).
+
+Every module in this package is imported; each `Task` subclass with a `name` is registered.
+"""
+
+import importlib
+import pkgutil
 
 from training.tasks.base import Task
-from training.tasks.classification import Classification
 
-TASKS: dict[str, type[Task]] = {Classification.name: Classification}
+TASKS: dict[str, type[Task]] = {}
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def _register(cls):
+    for sub in cls.__subclasses__():
+        if sub.name not in TASKS and sub.name != Task.name:
+            TASKS[sub.name] = sub
+        _register(sub)
+
+
+_register(Task)
 
 
 def get_task(name: str) -> type[Task]:

@@ -1,0 +1,1 @@
+"""The recipes, one module per family; each calls `training.recipes.add(...)`."""
