@@ -201,7 +201,9 @@ def train(
                 writers.scalars("validation", {f"epoch_{k}": v for k, v in metrics.items()}, step)
                 if chief:
                     with writers.validation.as_default():
-                        task.log_epoch(model, sample, val_totals, step)
+                        extra = task.log_epoch(model, sample, val_totals, step) or {}
+                    metrics.update(extra)
+                    writers.scalars("validation", {f"epoch_{k}": v for k, v in extra.items()}, step)
                     with writers.train.as_default():
                         for variable in model.trainable_variables:
                             tf.summary.histogram(variable.path, variable.value, step=step)

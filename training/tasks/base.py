@@ -48,8 +48,10 @@ class Task:
         return {k: float(v) / n for k, v in totals.items() if k != "count" and np.ndim(v) == 0}
 
     # -- what the run shows and leaves behind --------------------------------------------------
-    def log_epoch(self, model, sample, totals, step) -> None:
-        """Write images/text for one epoch into the default summary writer (validation)."""
+    def log_epoch(self, model, sample, totals, step) -> dict | None:
+        """Write images/text for one epoch into the default summary writer (validation); may
+        return extra scalar metrics (e.g. a sample-quality score), which the loop logs as
+        validation `epoch_<name>` and keeps in the run's metrics. Runs on the chief only."""
 
     def calibration(self, train: tf.data.Dataset, test: tf.data.Dataset) -> dict:
         """Arrays the exporter keeps for TFLite calibration and the accuracy report."""
