@@ -1,0 +1,276 @@
+"""`python -m serving predict --model cnn [--grpc] FILE...`: print a served model's top classes.
+
+Talks to any TF Serving (the real one or the embedded server): REST on 8501 by default, gRPC on
+8500 with `--grpc`. It reads the model's metadata first and picks the signature: for image files,
+`predict_image_bytes` when the model has it (the encoded file is sent as is, base64 in JSON),
+else `serving_default` with the image decoded and resized here to the signature's input shape.
+`.npy` files are sent as arrays. Prints the top classes per file, with the model's label for the
+best one when the signature returns `labels`.
+"""
+
+import argparse
+import base64
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+BYTES_SIGNATURE = "predict_image_bytes"
+DEFAULT_SIGNATURE = "serving_default"
+
+
+class ClientError(Exception):
+    pass
+
+
+# ---- signatures from metadata (the JSON form, as REST returns it) ------------------------------
+
+
+def _inputs_of(signature: dict) -> dict:
+    """{input name: (dtype, shape)} of one signature_def in metadata JSON."""
+    out = {}
+    for name, info in signature.get("inputs", {}).items():
+        shape = info.get("tensor_shape", {})
+        dims = None if shape.get("unknown_rank") else [int(d["size"]) for d in shape.get("dim", [])]
+        out[name] = (info.get("dtype"), dims)
+    return out
+
+
+def choose_signature(signatures: dict, files, requested=None) -> str:
+    if requested:
+        if requested not in signatures:
+            known = ", ".join(k for k in sorted(signatures) if not k.startswith("__"))
+            raise ClientError(f"the model has no signature {requested!r} (it has: {known})")
+        return requested
+    images = all(Path(f).suffix.lower() != ".npy" for f in files)
+    if images and BYTES_SIGNATURE in signatures:
+        return BYTES_SIGNATURE
+    if DEFAULT_SIGNATURE in signatures:
+        return DEFAULT_SIGNATURE
+    raise ClientError(
+        "the model has neither predict_image_bytes nor serving_default; use --signature"
+    )
+
+
+def build_inputs(signature: dict, files) -> dict:
+    """{input name: numpy batch} for the files, shaped for the signature's single input."""
+    inputs = _inputs_of(signature)
+    if len(inputs) != 1:
+        raise ClientError(f"the signature takes {len(inputs)} inputs; this client sends one")
+    ((name, (dtype, shape)),) = inputs.items()
+    if dtype == "DT_STRING":
+        return {name: np.array([Path(f).read_bytes() for f in files], dtype=object)}
+    rows = []
+    for f in files:
+        if Path(f).suffix.lower() == ".npy":
+            arr = np.load(f)
+            if shape is not None and arr.ndim == len(shape):
+                rows.extend(arr)  # already a batch
+                continue
+            rows.append(arr)
+        else:
+            rows.append(_decode_image(f, shape))
+    return {name: np.stack(rows).astype(np.float32)}
+
+
+def _decode_image(path, shape):
+    from PIL import Image
+
+    if shape is None or len(shape) != 4:
+        raise ClientError(f"cannot feed an image to an input of shape {shape}; pass a .npy file")
+    _, height, width, channels = shape
+    image = Image.open(path)
+    image = image.convert("L" if channels == 1 else "RGB")
+    if height > 0 and width > 0:
+        image = image.resize((width, height))
+    pixels = np.asarray(image, dtype=np.float32)
+    return pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
+
+
+def top_classes(probabilities, k: int):
+    p = np.asarray(probabilities, dtype=np.float64)
+    order = np.argsort(-p, kind="stable")[:k]
+    return [(int(i), float(p[i])) for i in order]
+
+
+# ---- transports --------------------------------------------------------------------------------
+
+
+class RestClient:
+    def __init__(self, host, port, timeout):
+        self.base = f"http://{host}:{port}"
+        self.timeout = timeout
+
+    def _call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            try:
+                message = json.loads(err.read()).get("error", "")
+            except ValueError:
+                message = err.reason
+            raise ClientError(f"server answered {err.code}: {message}") from None
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise ClientError(
+                f"cannot reach {self.base} ({reason}); is a server running?"
+            ) from None
+
+    def metadata(self, model, path_suffix) -> tuple[int, dict]:
+        doc = self._call("GET", f"/v1/models/{model}{path_suffix}/metadata")
+        signatures = doc["metadata"]["signature_def"]["signature_def"]
+        return int(doc["model_spec"]["version"]), signatures
+
+    def predict(self, model, path_suffix, signature, inputs) -> dict:
+        columns = {}
+        for name, arr in inputs.items():
+            if arr.dtype == object:
+                columns[name] = [{"b64": base64.b64encode(v).decode()} for v in arr]
+            else:
+                columns[name] = arr.tolist()
+        doc = self._call(
+            "POST",
+            f"/v1/models/{model}{path_suffix}:predict",
+            {"signature_name": signature, "inputs": columns},
+        )
+        outputs = doc["outputs"]
+        if not isinstance(outputs, dict):
+            outputs = {"output": outputs}
+        return {k: np.asarray(v) if k != "labels" else v for k, v in outputs.items()}
+
+
+class GrpcClient:
+    def __init__(self, host, port, timeout, model):
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        self.model = model
+        self.target = f"{host}:{port}"
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(self.target)
+        self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+
+    def _spec(self, spec, version, label):
+        spec.name = self.model
+        if version is not None:
+            spec.version.value = version
+        elif label:
+            spec.version_label = label
+
+    def _rpc(self, method, request):
+        import grpc
+
+        try:
+            return getattr(self.stub, method)(request, timeout=self.timeout)
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.UNAVAILABLE:
+                raise ClientError(f"cannot reach {self.target}; is a server running?") from None
+            raise ClientError(f"server answered {err.code().name}: {err.details()}") from None
+
+    def metadata(self, version, label):
+        from google.protobuf import json_format
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        self._spec(request.model_spec, version, label)
+        response = self._rpc("GetModelMetadata", request)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signature_map)
+        doc = json_format.MessageToDict(signature_map, preserving_proto_field_name=True)
+        return response.model_spec.version.value, doc.get("signature_def", {})
+
+    def predict(self, version, label, signature, inputs):
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        request = predict_pb2.PredictRequest()
+        self._spec(request.model_spec, version, label)
+        request.model_spec.signature_name = signature
+        for name, arr in inputs.items():
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(arr))
+        response = self._rpc("Predict", request)
+        outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+        if "labels" in outputs:
+            outputs["labels"] = [s.decode("utf-8", "replace") for s in outputs["labels"].tolist()]
+        return response.model_spec.version.value, outputs
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m serving predict",
+        description="Send files to a running TF Serving (or the embedded one); print top classes.",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="images (png/jpeg/...) or .npy")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--grpc", action="store_true", help="use gRPC (default: REST)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=None, help="default 8501 (REST) / 8500 (gRPC)")
+    parser.add_argument("--signature", default=None, help="default: predict_image_bytes if present")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--version", type=int, default=None)
+    group.add_argument("--label", default=None)
+    parser.add_argument("--top", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=30.0)
+    args = parser.parse_args(argv)
+
+    missing = [f for f in args.files if not Path(f).is_file()]
+    if missing:
+        print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    port = args.port or (8500 if args.grpc else 8501)
+    try:
+        if args.grpc:
+            client = GrpcClient(args.host, port, args.timeout, args.model)
+            version, signatures = client.metadata(args.version, args.label)
+            signature = choose_signature(signatures, args.files, args.signature)
+            inputs = build_inputs(signatures[signature], args.files)
+            version, outputs = client.predict(
+                args.version or version, args.label, signature, inputs
+            )
+        else:
+            client = RestClient(args.host, port, args.timeout)
+            suffix = (
+                f"/versions/{args.version}"
+                if args.version is not None
+                else (f"/labels/{args.label}" if args.label else "")
+            )
+            version, signatures = client.metadata(args.model, suffix)
+            signature = choose_signature(signatures, args.files, args.signature)
+            inputs = build_inputs(signatures[signature], args.files)
+            outputs = client.predict(args.model, suffix, signature, inputs)
+    except (ClientError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    _print(args, version, signature, outputs)
+    return 0
+
+
+def _print(args, version, signature, outputs):
+    probabilities = outputs.get("probabilities")
+    if probabilities is None:
+        probabilities = next(iter(outputs.values()))
+    labels = outputs.get("labels")
+    transport = "gRPC" if args.grpc else "REST"
+    for i, path in enumerate(args.files):
+        print(f"{path}  ({args.model} v{version}, {signature}, {transport})")
+        row = np.asarray(probabilities[i])
+        if row.ndim != 1:
+            print(f"  output: {np.array2string(row, precision=4, threshold=20)}")
+            continue
+        for rank, (cls, p) in enumerate(top_classes(row, args.top), start=1):
+            label = labels[i] if labels is not None and rank == 1 else ""
+            print(f"  {rank}. class {cls:<4} {p:8.4f}  {label}".rstrip())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
