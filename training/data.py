@@ -173,9 +173,10 @@ def count(ds: tf.data.Dataset) -> int:
     return int(ds.reduce(tf.constant(0, tf.int64), lambda c, _: c + 1))
 
 
-def prepared(source: Source, split: str, preprocess, cache: bool) -> tf.data.Dataset:
-    """The deterministic part of a split: decoded, preprocessed, cached in memory if asked."""
-    ds = source.load(split).map(preprocess, num_parallel_calls=AUTOTUNE, deterministic=True)
+def prepared(source: Source, split: str, inputs, cache: bool) -> tf.data.Dataset:
+    """The deterministic part of a split: decoded, turned into model inputs by the task's
+    `inputs(ds)`, cached in memory if asked."""
+    ds = inputs(source.load(split))
     return ds.cache() if cache else ds
 
 

@@ -75,8 +75,8 @@ def train(
         recipe["task"], data.open_source(recipe["data"]["dataset"])
     )
     cfg, dcfg = recipe["train"], recipe["data"]
-    train_ds = data.prepared(task.source, dcfg["train_split"], task.preprocess, dcfg["cache"])
-    val_ds = data.prepared(task.source, dcfg["validation_split"], task.preprocess, dcfg["cache"])
+    train_ds = data.prepared(task.source, dcfg["train_split"], task.inputs, dcfg["cache"])
+    val_ds = data.prepared(task.source, dcfg["validation_split"], task.inputs, dcfg["cache"])
     n_train = data.count(train_ds)
     batch = int(cfg["batch_size"])
     steps_per_epoch = n_train // batch

@@ -24,8 +24,14 @@ class Task:
         """Model arguments that follow from the data (classes, input shape, vocabulary)."""
         return {}
 
+    def inputs(self, ds: tf.data.Dataset) -> tf.data.Dataset:
+        """A split's feature dicts -> model-ready elements; deterministic, runs before the cache.
+        By default one element per example through `preprocess`; a task that cuts examples into
+        several elements (text into windows) overrides this instead."""
+        return ds.map(self.preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
     def preprocess(self, example):
-        """Feature dict -> model-ready element; deterministic, runs before the cache."""
+        """Feature dict -> model-ready element."""
         raise NotImplementedError
 
     augment = None  # optional `augment(*element, seed) -> element`, training only, after the cache
