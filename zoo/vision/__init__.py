@@ -1,3 +1,11 @@
 """Image models: one module per family."""
 
-from zoo.vision import cnn  # noqa: F401
+from zoo.vision import (  # noqa: F401
+    cnn,
+    efficientnet,
+    inception,
+    mobilenet,
+    resnet,
+    vgg,
+    vit,
+)

@@ -1,0 +1,218 @@
+"""ResNet-18/34 (basic blocks) and ResNet-50 v1.5 (bottleneck blocks), He et al. 2016.
+
+Raw pixels in (0..255), class probabilities out: rescaling to 0..1 and the ImageNet mean/std
+normalization are layers of the graph. Layer names follow keras.applications
+(`conv1_conv`, `conv2_block1_1_conv`, `conv5_block3_out`), so checkpoints map by name.
+
+ResNet-50 is v1.5 (torchvision, NVIDIA): a downsampling bottleneck strides on its 3x3 conv, not on
+the first 1x1 (v1, keras.applications); same parameter count, about +0.5% top-1 on ImageNet.
+Convolutions have no bias: each one feeds a BatchNormalization, whose mean subtraction cancels a
+bias (the original ResNet has none either). So keras.applications.ResNet50, whose convs carry a
+bias, has exactly the conv biases more parameters: 25,636,712 against 25,557,032 here.
+"""
+
+import keras
+from keras import layers
+
+from zoo.registry import register
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+BN = {"momentum": 0.9, "epsilon": 1e-5}
+CITATION = "He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016"
+
+
+def _channel_axis():
+    return 1 if keras.config.image_data_format() == "channels_first" else -1
+
+
+def basic_block(x, filters, stride=1, name=None):
+    """Two 3x3 convs; a 1x1 projection shortcut where the shape changes."""
+    axis = _channel_axis()
+    if stride != 1 or x.shape[axis] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_0_conv")(
+            x
+        )
+        shortcut = layers.BatchNormalization(axis=axis, **BN, name=f"{name}_0_bn")(shortcut)
+    else:
+        shortcut = x
+    x = layers.Conv2D(
+        filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_1_conv"
+    )(x)
+    x = layers.BatchNormalization(axis=axis, **BN, name=f"{name}_1_bn")(x)
+    x = layers.Activation("relu", name=f"{name}_1_relu")(x)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_2_conv")(x)
+    x = layers.BatchNormalization(axis=axis, **BN, name=f"{name}_2_bn")(x)
+    x = layers.Add(name=f"{name}_add")([shortcut, x])
+    return layers.Activation("relu", name=f"{name}_out")(x)
+
+
+def bottleneck_block(x, filters, stride=1, name=None):
+    """1x1 reduce, 3x3 (carrying the stride: v1.5), 1x1 expand to 4 * filters."""
+    axis = _channel_axis()
+    if stride != 1 or x.shape[axis] != 4 * filters:
+        shortcut = layers.Conv2D(
+            4 * filters, 1, strides=stride, use_bias=False, name=f"{name}_0_conv"
+        )(x)
+        shortcut = layers.BatchNormalization(axis=axis, **BN, name=f"{name}_0_bn")(shortcut)
+    else:
+        shortcut = x
+    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_1_conv")(x)
+    x = layers.BatchNormalization(axis=axis, **BN, name=f"{name}_1_bn")(x)
+    x = layers.Activation("relu", name=f"{name}_1_relu")(x)
+    x = layers.Conv2D(
+        filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_2_conv"
+    )(x)
+    x = layers.BatchNormalization(axis=axis, **BN, name=f"{name}_2_bn")(x)
+    x = layers.Activation("relu", name=f"{name}_2_relu")(x)
+    x = layers.Conv2D(4 * filters, 1, use_bias=False, name=f"{name}_3_conv")(x)
+    x = layers.BatchNormalization(axis=axis, **BN, name=f"{name}_3_bn")(x)
+    x = layers.Add(name=f"{name}_add")([shortcut, x])
+    return layers.Activation("relu", name=f"{name}_out")(x)
+
+
+def _resnet(
+    block,
+    blocks,
+    width,
+    cifar_stem,
+    input_shape,
+    num_classes,
+    include_top,
+    pooling,
+    classifier_activation,
+    name,
+):
+    """Stem, four stages (conv2..conv5, `width` * 1, 2, 4, 8 filters), global pool, classifier."""
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
+    axis = _channel_axis()
+    inputs = keras.Input(shape=input_shape, name="images")
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = layers.Normalization(
+        axis=axis, mean=IMAGENET_MEAN, variance=[s**2 for s in IMAGENET_STD], name="normalize"
+    )(x)
+
+    if cifar_stem:  # 32x32 inputs: one 3x3 stride-1 conv, no max-pool (He et al. 2016, sec. 4.2)
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="conv1_conv")(x)
+        x = layers.BatchNormalization(axis=axis, **BN, name="conv1_bn")(x)
+        x = layers.Activation("relu", name="conv1_relu")(x)
+    else:  # ImageNet: 7x7 stride-2 conv and 3x3 stride-2 max-pool, /4
+        x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
+        x = layers.Conv2D(width, 7, strides=2, use_bias=False, name="conv1_conv")(x)
+        x = layers.BatchNormalization(axis=axis, **BN, name="conv1_bn")(x)
+        x = layers.Activation("relu", name="conv1_relu")(x)
+        x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+
+    for stage, num_blocks in enumerate(blocks):
+        for i in range(num_blocks):
+            stride = 2 if stage > 0 and i == 0 else 1
+            x = block(x, width * 2**stage, stride, name=f"conv{stage + 2}_block{i + 1}")
+
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.Dense(
+            num_classes, activation=classifier_activation, dtype="float32", name="predictions"
+        )(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+# `tiny`: 32x32 inputs through the CIFAR stem, 8 base filters, depth kept where it is cheap.
+@register(
+    "resnet18",
+    task="classification",
+    input_shape=(224, 224, 3),
+    citation=CITATION,
+    tiny={"input_shape": (32, 32, 3), "num_classes": 10, "cifar_stem": True, "width": 8},
+)
+def resnet18(
+    input_shape=(224, 224, 3),
+    num_classes=1000,
+    include_top=True,
+    pooling=None,
+    classifier_activation="softmax",
+    cifar_stem=False,
+    width=64,
+    blocks=(2, 2, 2, 2),
+    name="resnet18",
+):
+    """ResNet-18: basic blocks (2, 2, 2, 2), 11.7M parameters at 224x224 / 1000 classes.
+
+    `cifar_stem=True` replaces the 7x7/2 conv and the max-pool by one 3x3 stride-1 conv, so a
+    32x32 image reaches the last stage at 4x4 instead of 1x1. `width` is the first stage's filter
+    count (64); `blocks` the number of blocks per stage.
+    """
+    return _resnet(
+        basic_block, blocks, width, cifar_stem, input_shape, num_classes, include_top, pooling,
+        classifier_activation, name,
+    )  # fmt: skip
+
+
+@register(
+    "resnet34",
+    task="classification",
+    input_shape=(224, 224, 3),
+    citation=CITATION,
+    tiny={
+        "input_shape": (32, 32, 3),
+        "num_classes": 10,
+        "cifar_stem": True,
+        "width": 8,
+        "blocks": (1, 1, 1, 1),
+    },
+)
+def resnet34(
+    input_shape=(224, 224, 3),
+    num_classes=1000,
+    include_top=True,
+    pooling=None,
+    classifier_activation="softmax",
+    cifar_stem=False,
+    width=64,
+    blocks=(3, 4, 6, 3),
+    name="resnet34",
+):
+    """ResNet-34: basic blocks (3, 4, 6, 3), 21.8M parameters. Arguments as for resnet18."""
+    return _resnet(
+        basic_block, blocks, width, cifar_stem, input_shape, num_classes, include_top, pooling,
+        classifier_activation, name,
+    )  # fmt: skip
+
+
+@register(
+    "resnet50",
+    task="classification",
+    input_shape=(224, 224, 3),
+    citation=CITATION + "; v1.5 stride placement as in torchvision and NVIDIA DeepLearningExamples",
+    tiny={
+        "input_shape": (32, 32, 3),
+        "num_classes": 10,
+        "cifar_stem": True,
+        "width": 8,
+        "blocks": (1, 1, 1, 1),
+    },
+)
+def resnet50(
+    input_shape=(224, 224, 3),
+    num_classes=1000,
+    include_top=True,
+    pooling=None,
+    classifier_activation="softmax",
+    cifar_stem=False,
+    width=64,
+    blocks=(3, 4, 6, 3),
+    name="resnet50",
+):
+    """ResNet-50 v1.5: bottleneck blocks (3, 4, 6, 3), 25.6M parameters, 2048 features.
+
+    Arguments as for resnet18; a stage's output has 4 * its `width` filters.
+    """
+    return _resnet(
+        bottleneck_block, blocks, width, cifar_stem, input_shape, num_classes, include_top,
+        pooling, classifier_activation, name,
+    )  # fmt: skip

@@ -1,0 +1,114 @@
+"""VGG-11 and VGG-16 (Simonyan & Zisserman 2015): stacks of 3x3 convs, five max-pools, three FCs.
+
+Raw pixels in (0..255), class probabilities out; rescaling and ImageNet mean/std normalization are
+layers of the graph. Layer names are keras.applications' (`block1_conv1`, `block1_pool`, `fc1`,
+`fc2`, `predictions`), so VGG-16's parameter count and weight shapes equal
+keras.applications.VGG16's. The paper's dropout (0.5) after fc1 and fc2 is here (it has no
+weights; keras.applications leaves it out).
+
+There is no `cifar_stem`: VGG has no stem to change. Every conv is 3x3 stride 1, so a 32x32 image
+goes through the five 2x2 pools to 1x1x512, and the classifier follows (the usual CIFAR VGG, with
+smaller `fc_units`).
+"""
+
+import keras
+from keras import layers
+
+from zoo.registry import register
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CITATION = (
+    "Simonyan, Zisserman. Very Deep Convolutional Networks for Large-Scale Image Recognition. "
+    "ICLR 2015"
+)
+TINY = {"input_shape": (32, 32, 3), "num_classes": 10, "width": 8, "fc_units": 32}
+
+
+def _vgg(
+    convs_per_block,
+    width,
+    fc_units,
+    dropout,
+    input_shape,
+    num_classes,
+    include_top,
+    pooling,
+    classifier_activation,
+    name,
+):
+    """Five blocks of `convs_per_block[i]` 3x3 convs (width * 1, 2, 4, 8, 8 filters) + max-pool."""
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
+    axis = 1 if keras.config.image_data_format() == "channels_first" else -1
+    inputs = keras.Input(shape=input_shape, name="images")
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = layers.Normalization(
+        axis=axis, mean=IMAGENET_MEAN, variance=[s**2 for s in IMAGENET_STD], name="normalize"
+    )(x)
+
+    for b, num_convs in enumerate(convs_per_block, start=1):
+        filters = width * min(2 ** (b - 1), 8)
+        for c in range(1, num_convs + 1):
+            x = layers.Conv2D(
+                filters, 3, padding="same", activation="relu", name=f"block{b}_conv{c}"
+            )(x)
+        x = layers.MaxPooling2D(2, strides=2, name=f"block{b}_pool")(x)
+
+    if include_top:
+        x = layers.Flatten(name="flatten")(x)
+        for i in (1, 2):
+            x = layers.Dense(fc_units, activation="relu", name=f"fc{i}")(x)
+            x = layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
+        x = layers.Dense(
+            num_classes, activation=classifier_activation, dtype="float32", name="predictions"
+        )(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+@register("vgg11", task="classification", input_shape=(224, 224, 3), citation=CITATION, tiny=TINY)
+def vgg11(
+    input_shape=(224, 224, 3),
+    num_classes=1000,
+    include_top=True,
+    pooling=None,
+    classifier_activation="softmax",
+    width=64,
+    fc_units=4096,
+    dropout=0.5,
+    name="vgg11",
+):
+    """VGG-11 (configuration A): 1, 1, 2, 2, 2 convs per block, 132.9M parameters.
+
+    `width` is the first block's filter count (64), `fc_units` the width of fc1 and fc2 (4096).
+    """
+    return _vgg(
+        (1, 1, 2, 2, 2), width, fc_units, dropout, input_shape, num_classes, include_top,
+        pooling, classifier_activation, name,
+    )  # fmt: skip
+
+
+@register("vgg16", task="classification", input_shape=(224, 224, 3), citation=CITATION, tiny=TINY)
+def vgg16(
+    input_shape=(224, 224, 3),
+    num_classes=1000,
+    include_top=True,
+    pooling=None,
+    classifier_activation="softmax",
+    width=64,
+    fc_units=4096,
+    dropout=0.5,
+    name="vgg16",
+):
+    """VGG-16 (configuration D): 2, 2, 3, 3, 3 convs per block, 138.4M parameters.
+
+    Arguments as for vgg11.
+    """
+    return _vgg(
+        (2, 2, 3, 3, 3), width, fc_units, dropout, input_shape, num_classes, include_top,
+        pooling, classifier_activation, name,
+    )  # fmt: skip
