@@ -36,6 +36,7 @@ def run(args, models: dict, reason: str) -> int:
             read_model_server_config(args.model_config_file), relative_to=os.getcwd()
         )
     manager = ModelManager(args.export_dir, configs, args.poll_seconds, batching, metrics)
+    manager.freeze_gc = True  # see ModelManager.poll_once
     manager.load_initial()
 
     try:

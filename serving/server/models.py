@@ -8,6 +8,7 @@ once an aspired one is available, so a new version that fails to load leaves the
 and the failure shows in the status call (state END with the error), as in TF Serving.
 """
 
+import gc
 import logging
 import os
 import threading
@@ -323,6 +324,8 @@ class ModelManager:
         self._models: dict[str, _Model] = {}
         self._stop = threading.Event()
         self._thread = None
+        self._generation = 0  # bumped at every load attempt and unload
+        self.freeze_gc = False
         for cfg in configs or []:
             self._models[cfg.name] = _Model(cfg)
 
@@ -339,11 +342,19 @@ class ModelManager:
     def poll_once(self):
         """One pass over every model: load stable aspired versions, unload the rest."""
         self._refresh_models()
+        before = self._generation
         for model in list(self._models.values()):
             try:
                 self._poll_model(model)
             except Exception:  # noqa: BLE001 - a poll error must not stop polling
                 log.exception("polling %s failed", model.config.name)
+        if self._generation != before and self.freeze_gc:
+            # A loaded model is millions of long-lived Python objects; full collections walking
+            # them stall every request for a quarter second. Collect what the change freed,
+            # then park the survivors out of the collector's way.
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
 
     def load_initial(self, settle_seconds: float = 0.05):
         """Startup: two polls close together, so stable versions load before serving starts."""
@@ -386,6 +397,7 @@ class ModelManager:
 
     def _load(self, model: _Model, version: int, path: Path, fp):
         name = model.config.name
+        self._generation += 1
         with self._lock:
             model.status[version] = VersionStatus(version, "LOADING")
         log.info("Loading servable: {name: %s version: %d} from %s", name, version, path)
@@ -421,6 +433,7 @@ class ModelManager:
         )
 
     def _unload(self, model: _Model, version: int):
+        self._generation += 1
         servable = model.available.pop(version)
         model.status[version] = VersionStatus(version, "UNLOADING")
         servable.close()  # in-flight requests keep their reference and finish

@@ -63,15 +63,22 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def setup(self):
+        super().setup()
+        # Responses go out in one write; without this, Nagle + delayed ACK add ~40 ms to each
+        # keep-alive request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _send(self, code: int, body: bytes, content_type: str):
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self._headers_buffer.append(body)
+        self.flush_headers()  # status line, headers and body in a single send
 
     def _send_json(self, code: int, doc):
         self._send(code, tensors.dumps(doc), "application/json")
