@@ -152,21 +152,27 @@ def train(
                     augment=task.augment,
                     skip=step % steps_per_epoch,
                 )
+                log_every, ckpt_every = int(cfg["log_every"]), int(cfg["checkpoint_every"])
+                epoch_end = min((epoch + 1) * steps_per_epoch, total_steps)
+                iterator = iter(strategy.experimental_distribute_dataset(batches))
                 epoch_totals, window, window_start = {}, {}, time.time()
-                for dist_batch in strategy.experimental_distribute_dataset(batches):
-                    sums = loop.train(dist_batch)
-                    step += 1
+                while step < epoch_end:
+                    # one compiled loop up to the next log, checkpoint or epoch boundary
+                    first = step + 1
+                    step = min(
+                        _next_multiple(step, log_every), _next_multiple(step, ckpt_every), epoch_end
+                    )
+                    sums = loop.train(iterator, step - first + 1)
                     bad = [k for k, v in sums.items() if np.ndim(v) == 0 and not math.isfinite(v)]
                     if bad:
                         last = manager.latest_checkpoint or "none (no checkpoint was saved yet)"
                         raise TrainingError(
-                            f"{', '.join(bad)} became {sums[bad[0]]} at step {step}: stopped. "
-                            f"Last good checkpoint: {last}"
+                            f"{', '.join(bad)} became {sums[bad[0]]} in steps {first}-{step}: "
+                            f"stopped. Last good checkpoint: {last}"
                         )
                     _accumulate(epoch_totals, sums)
                     _accumulate(window, sums)
-                    end_of_epoch = step % steps_per_epoch == 0 or step >= total_steps
-                    if step % int(cfg["log_every"]) == 0 or end_of_epoch:
+                    if step % log_every == 0 or step == epoch_end:
                         elapsed = max(time.time() - window_start, 1e-9)
                         scalars = {f"batch_{k}": v for k, v in task.results(window).items()}
                         scalars["examples_per_second"] = window["count"] / elapsed
@@ -177,7 +183,7 @@ def train(
                             end="\r" if sys.stdout.isatty() else "\n",
                         )
                         window, window_start = {}, time.time()
-                    if step % int(cfg["checkpoint_every"]) == 0:
+                    if step % ckpt_every == 0:
                         _save(manager, step_var, step, chief)
                     if stop:
                         _save(manager, step_var, step, chief)
@@ -185,10 +191,6 @@ def train(
                             f"SIGTERM at step {step}: checkpoint saved in {ckpt_dir}; "
                             f"continue with --resume"
                         )
-                    if step >= total_steps:
-                        break
-                if not (step % steps_per_epoch == 0 or step >= total_steps):
-                    continue  # the data ran out early: never happens with drop_remainder
                 val_totals = loop.evaluate(
                     strategy.experimental_distribute_dataset(
                         data.eval_batches(val_ds, batch_size=int(cfg["eval_batch_size"]))
@@ -248,8 +250,12 @@ class _Loop:
             replica_eval = tf.function(replica_eval, jit_compile=True)
 
         @tf.function
-        def train(batch):
-            return _reduce(strategy, strategy.run(replica_train, args=(batch,)))
+        def train(iterator, n):
+            totals = _reduce(strategy, strategy.run(replica_train, args=(next(iterator),)))
+            for _ in tf.range(n - 1):
+                sums = _reduce(strategy, strategy.run(replica_train, args=(next(iterator),)))
+                totals = {k: totals[k] + sums[k] for k in totals}
+            return totals
 
         @tf.function
         def evaluate(batch):
@@ -257,8 +263,9 @@ class _Loop:
 
         self._train, self._eval = train, evaluate
 
-    def train(self, batch) -> dict:
-        return {k: v.numpy() for k, v in self._train(batch).items()}
+    def train(self, iterator, steps: int) -> dict:
+        """`steps` steps in one call; the sums of all of them."""
+        return {k: v.numpy() for k, v in self._train(iterator, tf.constant(steps)).items()}
 
     def evaluate(self, dist_ds) -> dict:
         totals = {}
@@ -269,6 +276,10 @@ class _Loop:
 
 def _reduce(strategy, per_replica: dict) -> dict:
     return {k: strategy.reduce(SUM, v, axis=None) for k, v in per_replica.items()}
+
+
+def _next_multiple(step: int, every: int) -> int:
+    return (step // every + 1) * every
 
 
 def _accumulate(totals: dict, sums: dict) -> None:

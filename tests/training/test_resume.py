@@ -80,3 +80,28 @@ def test_resume_without_a_run_is_a_clear_error(tmp_path, shared_data):
     proc = train(tmp_path / "empty", shared_data / "mnist5k", "--resume")
     assert proc.returncode == 2
     assert "no run of 'cnn' with a checkpoint" in proc.stderr
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(shared_data, tmp_path):
+    import numpy as np
+    import tensorflow as tf
+
+    proc = train(
+        tmp_path,
+        shared_data / "mnist5k",
+        "--set",
+        "optimizer.name=sgd",
+        "--set",
+        "optimizer.lr=1e30",
+        "--set",
+        "train.checkpoint_every=1",
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    message = proc.stderr.strip().splitlines()[-1]
+    assert "loss became nan" in message and "Last good checkpoint" in message
+    (run_dir,) = (tmp_path / "cnn").iterdir()
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    assert latest and latest in message
+    reader = tf.train.load_checkpoint(latest)
+    values = [reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if "model" in k]
+    assert values and all(np.isfinite(v).all() for v in values if v.dtype.kind == "f")
