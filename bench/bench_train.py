@@ -139,7 +139,7 @@ def main(argv=None):
                 }
             )
             print(
-                f"{name:<14} loop {ours:8.1f} img/s   fit {fit:8.1f} img/s   ratio {ours / fit:.3f}",
+                f"{name:<14} loop {ours:8.1f} img/s  fit {fit:8.1f} img/s  ratio {ours / fit:.3f}",
                 flush=True,
             )
     out = pathlib.Path(args.out)
