@@ -136,7 +136,8 @@ def train(
             f"{steps_per_epoch} steps/epoch, {total_steps} steps, {strategy.num_replicas_in_sync} "
             f"replica(s)) -> {run_dir}"
         )
-        sample = next(iter(val_ds.batch(25).as_numpy_iterator()))
+        # a fixed sample for pictures, drawn across the split (folders are sorted by label)
+        sample = next(iter(val_ds.shuffle(2048, seed=0).batch(25).as_numpy_iterator()))
         started = time.time()
         step = int(step_var.numpy())
         metrics = {}
