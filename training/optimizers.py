@@ -1,4 +1,10 @@
-"""Optimizers and learning-rate schedules from a recipe's `optimizer` section."""
+"""Optimizers and learning-rate schedules from a recipe's `optimizer` section.
+
+Fields: `name`, `lr`, `schedule` (+ `warmup_steps`), `weight_decay`, `momentum` (sgd), `clipnorm`
+(per variable). Optional, for recipes that need them: `beta_1`/`beta_2` (adam, adamw), `min_lr`
+(the floor of the cosine schedule; default 0), `global_clipnorm` (one norm over all gradients),
+`no_weight_decay` (variable-name patterns the decay skips, e.g. ["gamma", "beta", "bias"]).
+"""
 
 import math
 
@@ -53,11 +59,16 @@ def schedule(config: dict, total_steps: int):
     if name == "constant":
         return lr
     if name == "cosine":
+        alpha = float(config.get("min_lr") or 0.0) / lr if lr else 0.0
         if warmup:
             return keras.optimizers.schedules.CosineDecay(
-                0.0, max(1, total_steps - warmup), warmup_target=lr, warmup_steps=warmup
+                0.0,
+                max(1, total_steps - warmup),
+                alpha=alpha,
+                warmup_target=lr,
+                warmup_steps=warmup,
             )
-        return keras.optimizers.schedules.CosineDecay(lr, max(1, total_steps))
+        return keras.optimizers.schedules.CosineDecay(lr, max(1, total_steps), alpha=alpha)
     if name == "onecycle":
         return OneCycle(lr, total_steps)
     raise ValueError(f"unknown schedule {name!r} (known: {', '.join(SCHEDULES)})")
@@ -72,7 +83,13 @@ def build(config: dict, total_steps: int, loss_scale: bool = False) -> keras.opt
         kwargs["weight_decay"] = float(config["weight_decay"])
     if config.get("clipnorm"):
         kwargs["clipnorm"] = float(config["clipnorm"])
+    if config.get("global_clipnorm"):
+        kwargs["global_clipnorm"] = float(config["global_clipnorm"])
     if name == "sgd":
         kwargs.update(momentum=float(config.get("momentum", 0.9)), nesterov=True)
+    if name in ("adam", "adamw"):
+        kwargs.update({k: float(config[k]) for k in ("beta_1", "beta_2") if config.get(k)})
     optimizer = OPTIMIZERS[name](**kwargs)
+    if config.get("no_weight_decay") and config.get("weight_decay"):
+        optimizer.exclude_from_weight_decay(var_names=list(config["no_weight_decay"]))
     return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scale else optimizer
