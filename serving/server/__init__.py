@@ -75,16 +75,16 @@ def main(argv=None) -> int:
         if not Path(args.model_config_file).is_file():
             print(f"error: model config file {args.model_config_file} not found", file=sys.stderr)
             return 2
-        models = {
-            c.name: Path(c.base_path)
-            for c in layout.read_model_server_config(
-                args.model_config_file
-            ).model_config_list.config
-        }
+        try:
+            entries = layout.read_model_server_config(args.model_config_file)
+        except Exception as exc:  # noqa: BLE001 - text_format.ParseError and friends
+            print(f"error: {args.model_config_file}: {exc}", file=sys.stderr)
+            return 2
+        models = {c.name: Path(c.base_path) for c in entries.model_config_list.config}
     elif not export_dir.is_dir():
         print(
             f"error: export directory {export_dir} does not exist (export a model first: "
-            "python -m serving export ...)",
+            "python -m serving export RUN_DIR)",
             file=sys.stderr,
         )
         return 2
@@ -141,7 +141,11 @@ def _write_server_configs(args, models, base_path_prefix=None) -> Path:
     """models/monitoring/batching configs for a real TF Serving, in a fresh temporary directory."""
     out = Path(tempfile.mkdtemp(prefix="zoo-tfserving-"))
     if args.model_config_file:
-        shutil.copy(args.model_config_file, out / "models.config")
+        config = layout.read_model_server_config(args.model_config_file)
+        if base_path_prefix:  # inside the container, each base path is mounted at /models/<name>
+            for entry in config.model_config_list.config:
+                entry.base_path = f"{base_path_prefix}/{entry.name}"
+        (out / "models.config").write_text(layout.model_server_config_text(config))
     else:
         config = layout.build_model_server_config(models, base_path_prefix=base_path_prefix)
         (out / "models.config").write_text(layout.model_server_config_text(config))

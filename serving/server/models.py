@@ -206,6 +206,21 @@ def read_meta_graph(version_dir, tag=SERVE_TAG):
     )
 
 
+_custom_ops_registered = False
+
+
+def register_custom_ops():
+    """Make the ops of optional TF add-ons (tensorflow-text tokenizers) known before loading."""
+    global _custom_ops_registered
+    if _custom_ops_registered:
+        return
+    _custom_ops_registered = True
+    try:
+        import tensorflow_text  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - absent or broken: models without its ops still load
+        log.debug("tensorflow_text not available: %s", exc)
+
+
 class Servable:
     """One loaded version of one model: its signature defs and a runner per signature."""
 
@@ -217,6 +232,7 @@ class Servable:
         self.name, self.version, self.path = name, version, Path(path)
         meta_graph = read_meta_graph(path)
         self.signature_defs = {k: meta_graph.signature_def[k] for k in meta_graph.signature_def}
+        register_custom_ops()
         try:
             self._loaded = tf.saved_model.load(str(path), tags=[SERVE_TAG])
         except Exception as exc:  # noqa: BLE001

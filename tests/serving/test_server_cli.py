@@ -116,3 +116,25 @@ def test_choose_backend_falls_back_to_embedded(tmp_path, monkeypatch):
     _fake(fakes, "tensorflow_model_server")
     monkeypatch.setenv("PATH", str(fakes))
     assert serve_cli.choose_backend()[0] == "tensorflow_model_server"
+
+
+def test_model_config_file(exports, tmp_path):
+    bad = tmp_path / "bad.config"
+    bad.write_text("model_config_list { config { nme: 'x' } }")
+    result = _serve(exports, "--model-config-file", bad, "--backend", "embedded")
+    assert result.returncode == 2 and "bad.config" in result.stderr
+    from serving import config
+
+    assert config.main([str(exports), "--out", str(tmp_path), "--label", "cnn:stable=3"]) == 0
+    fakes = _fake(tmp_path / "bin", "docker")
+    result = _serve(exports, "--model-config-file", tmp_path / "models.config", path_dirs=[fakes])
+    assert result.returncode == 0, result.stderr
+    run = re.search(r"^FAKE docker (run .*)$", result.stdout, re.MULTILINE)[1].split()
+    config_dir = run[run.index("tensorflow/serving") - 1].split(":")[0]
+    proto = text_format.Parse(
+        open(os.path.join(config_dir, "models.config")).read(),
+        model_server_config_pb2.ModelServerConfig(),
+    )
+    (entry,) = proto.model_config_list.config
+    assert entry.base_path == "/models/cnn"  # the user's host path, mapped into the container
+    assert dict(entry.version_labels) == {"stable": 3}
