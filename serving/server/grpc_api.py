@@ -59,17 +59,18 @@ class _Base:
         self.metrics = metrics
 
     def _serve(self, api, model_name, context, fn):
-        started, code = time.monotonic(), "OK"
+        """fn()'s response, or the call aborted with the TF Serving status of its failure."""
+        started, err = time.monotonic(), None
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - every failure becomes a gRPC status
             err = from_exception(exc)
-            code = err.code
-            if code in ("INTERNAL", "UNKNOWN"):
+            if err.code in ("INTERNAL", "UNKNOWN"):
                 log.exception("%s failed", api)
         finally:
             if self.metrics is not None:
                 known = model_name if model_name in self.manager.model_names() else "unknown"
+                code = err.code if err is not None else "OK"
                 self.metrics.observe(known, api, "GRPC", code, time.monotonic() - started)
         context.abort(grpc_code(err.code), err.message)
 

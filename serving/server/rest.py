@@ -180,7 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._try_send_error(
                 ServingError("DEADLINE_EXCEEDED", "Timed out reading the request", http_status=408)
             )
-        except (BrokenPipeError, ConnectionResetError):
+        except ConnectionError:  # the client went away while we answered
             self.close_connection = True
             code = "CANCELLED"
         except Exception as exc:  # noqa: BLE001 - every failure is answered, never raised
