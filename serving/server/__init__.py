@@ -158,7 +158,7 @@ def _write_server_configs(args, models, base_path_prefix=None) -> Path:
     return out
 
 
-def _server_flags(args, config_dir: str) -> list[str]:
+def _server_flags(args, config_dir: str, local_config_dir: Path) -> list[str]:
     flags = [
         f"--model_config_file={config_dir}/models.config",
         f"--monitoring_config_file={config_dir}/monitoring.config",
@@ -170,6 +170,10 @@ def _server_flags(args, config_dir: str) -> list[str]:
             "--enable_batching=true",
             f"--batching_parameters_file={config_dir}/batching.config",
         ]
+    config = layout.read_model_server_config(local_config_dir / "models.config")
+    if any(entry.version_labels for entry in config.model_config_list.config):
+        # Labels in a startup config name versions that are not loaded yet.
+        flags.append("--allow_version_labels_for_unavailable_models=true")
     return flags
 
 
@@ -190,7 +194,7 @@ def run_model_server(args, models) -> int:
         return 2
     config_dir = _write_server_configs(args, models)
     cmd = [exe, f"--port={args.port}", f"--rest_api_port={args.rest_port}"]
-    cmd += _server_flags(args, str(config_dir))
+    cmd += _server_flags(args, str(config_dir), config_dir)
     _print_urls(args, models, f"tensorflow_model_server (configs in {config_dir})")
     if args.host not in ("0.0.0.0", "::"):
         print(
@@ -212,7 +216,7 @@ def run_docker(args, models) -> int:
     for name, base in sorted(models.items()):
         cmd += ["-v", f"{Path(base).resolve()}:/models/{name}:ro"]
     cmd += ["-v", f"{config_dir}:/config:ro", args.docker_image]
-    cmd += _server_flags(args, "/config")
+    cmd += _server_flags(args, "/config", config_dir)
     _print_urls(args, models, f"docker image {args.docker_image} (configs in {config_dir})")
     print(" ".join(cmd), flush=True)
     return _run_child(cmd)

@@ -77,6 +77,7 @@ def test_auto_prefers_tensorflow_model_server(exports, tmp_path):
     assert entry.name == "cnn" and entry.base_path == str((exports / "cnn").resolve())
     assert entry.model_version_policy.WhichOneof("policy_choice") == "latest"
     assert "listens on all interfaces" in out  # the binary cannot bind 127.0.0.1 only
+    assert not any("allow_version_labels" in a for a in called)  # no labels, no flag
 
 
 def test_exit_status_of_the_server_is_passed_on(exports, tmp_path):
@@ -138,3 +139,4 @@ def test_model_config_file(exports, tmp_path):
     (entry,) = proto.model_config_list.config
     assert entry.base_path == "/models/cnn"  # the user's host path, mapped into the container
     assert dict(entry.version_labels) == {"stable": 3}
+    assert "--allow_version_labels_for_unavailable_models=true" in run
