@@ -12,6 +12,10 @@ under exports/<model>) into TFLite variants in exports/<model>/tflite/:
 and writes report.json and report.md: size in bytes, accuracy on the export's test sample next to
 the SavedModel's own, agreement with the SavedModel, and mean latency per example through
 ai_edge_litert. A variant that does not convert is listed with the converter's reason.
+
+calibration.npz holds `representative` and `x_test` (+ `y_test`) for a one-input signature, or
+`representative.<input>` and `x_test.<input>` per input of a signature with several; arrays are
+fed in the signature's own dtypes (token ids stay integers).
 """
 
 import argparse
@@ -19,6 +23,7 @@ import json
 import os
 import pathlib
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -54,39 +59,55 @@ def convert(export_path, variants=VARIANTS) -> pathlib.Path:
     calibration_file = version_dir / "assets.extra" / "calibration.npz"
     sample = dict(np.load(calibration_file)) if calibration_file.is_file() else {}
 
-    saved = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
-    input_name = next(iter(saved.structured_input_signature[1]))
-    reference = (
-        _saved_model_outputs(saved, input_name, sample["x_test"]) if "x_test" in sample else None
-    )
+    loaded = tf.saved_model.load(str(version_dir))  # kept: the signature reads its variables
+    saved = loaded.signatures["serving_default"]
+    specs = saved.structured_input_signature[1]
+    x_test = _arrays(sample, "x_test", specs)
+    reference = _saved_model_outputs(saved, specs, x_test) if x_test else None
 
-    rows = []
-    for variant in variants:
-        row = {"variant": variant}
-        try:
-            flatbuffer = _convert(tf, version_dir, variant, sample.get("representative"))
-        except Exception as e:  # the converter's reason goes in the report
-            row["error"] = _first_line(e)
-            rows.append(row)
-            continue
-        path = out_dir / f"{variant}.tflite"
-        _write_atomic(path, flatbuffer)
-        row.update(file=path.name, size_bytes=len(flatbuffer))
-        try:
-            row.update(_evaluate(path, sample, reference))
-        except Exception as e:  # converted, but does not run (e.g. select TF ops)
-            row["error"] = f"does not run in ai_edge_litert: {_first_line(e)}"
-        rows.append(row)
-
+    with tempfile.TemporaryDirectory(prefix="serving-default-") as alone:
+        _save_alone(tf, saved, alone)
+        representative = _arrays(sample, "representative", specs)
+        rows = [
+            _variant(tf, alone, variant, representative, out_dir, x_test, sample, reference)
+            for variant in variants
+        ]
     report = {
         "saved_model": str(version_dir),
-        "test_examples": int(len(sample["x_test"])) if "x_test" in sample else 0,
+        "test_examples": len(next(iter(x_test.values()))) if x_test else 0,
         "saved_model_accuracy": _accuracy(reference, sample.get("y_test")),
         "variants": rows,
     }
     _write_atomic(out_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
     _write_atomic(out_dir / "report.md", _markdown(report).encode())
     return out_dir / "report.json"
+
+
+def _variant(tf, saved_model_dir, variant, representative, out_dir, x_test, sample, reference):
+    """One variant's report row: converted, written, and run against the SavedModel."""
+    row = {"variant": variant}
+    try:
+        flatbuffer = _convert(tf, saved_model_dir, variant, representative)
+    except Exception as e:  # the converter's reason goes in the report
+        row["error"] = _first_line(e)
+        return row
+    path = out_dir / f"{variant}.tflite"
+    _write_atomic(path, flatbuffer)
+    row.update(file=path.name, size_bytes=len(flatbuffer))
+    try:
+        row.update(_evaluate(path, x_test, sample.get("y_test"), reference))
+    except Exception as e:  # converted, but does not run (e.g. select TF ops)
+        row["error"] = f"does not run in ai_edge_litert: {_first_line(e)}"
+    return row
+
+
+def _save_alone(tf, signature, directory):
+    """Re-save one signature function (and the variables it reads) as a SavedModel of its own.
+    The converter runs a SavedModel's initializers whatever signature it converts, so the lookup
+    tables of another signature (a tokenizer in a text-in signature) would otherwise fail it."""
+    module = tf.Module()
+    module.kept_variables = list(signature.variables)
+    tf.saved_model.save(module, directory, signatures={"serving_default": signature})
 
 
 def _convert(tf, version_dir, variant, representative):
@@ -102,8 +123,10 @@ def _convert(tf, version_dir, variant, representative):
         if representative is None:
             raise TFLiteError("int8 needs a representative sample (assets.extra/calibration.npz)")
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        names = list(representative)
+        count = len(representative[names[0]])
         converter.representative_dataset = lambda: (
-            [x[None].astype(np.float32)] for x in representative
+            {name: representative[name][i : i + 1] for name in names} for i in range(count)
         )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
@@ -111,63 +134,75 @@ def _convert(tf, version_dir, variant, representative):
     return converter.convert()
 
 
-def _saved_model_outputs(fn, input_name, x, batch=256):
+def _arrays(sample, prefix, specs) -> dict | None:
+    """{input name: array} of the sample arrays for the signature's inputs, in their dtypes."""
+    names = list(specs)
+    if len(names) == 1 and prefix in sample:
+        found = {names[0]: sample[prefix]}
+    elif all(f"{prefix}.{name}" in sample for name in names):
+        found = {name: sample[f"{prefix}.{name}"] for name in names}
+    else:
+        return None
+    return {name: x.astype(specs[name].dtype.as_numpy_dtype) for name, x in found.items()}
+
+
+def _saved_model_outputs(fn, specs, xs, batch=256):
     import tensorflow as tf
 
     outputs = []
-    for i in range(0, len(x), batch):
-        result = fn(**{input_name: tf.constant(x[i : i + batch].astype(np.float32))})
+    for i in range(0, len(next(iter(xs.values()))), batch):
+        result = fn(**{name: tf.constant(x[i : i + batch]) for name, x in xs.items()})
         outputs.append(next(iter(result.values())).numpy())
     return np.concatenate(outputs)
 
 
-def _evaluate(path, sample, reference) -> dict:
+def _evaluate(path, xs, labels, reference) -> dict:
     """Run the variant one example at a time: outputs vs the SavedModel, and latency."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path))
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    x = sample.get("x_test")
-    if x is None:  # no sample: time random inputs of the right shape
-        x = (
-            np.random.default_rng(0)
-            .uniform(0, 1, (LATENCY_EXAMPLES, *inp["shape"][1:]))
-            .astype(np.float32)
-        )
-    interpreter.resize_tensor_input(inp["index"], [1, *x.shape[1:]])
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    runner = Interpreter(model_path=str(path)).get_signature_runner("serving_default")
+    inputs, outputs_detail = runner.get_input_details(), runner.get_output_details()
+    output_name = next(iter(outputs_detail))
+    if xs is None:  # no sample: time random inputs of the right shape
+        rng = np.random.default_rng(0)
+        xs = {
+            name: rng.uniform(0, 1, (LATENCY_EXAMPLES, *detail["shape"][1:])).astype(np.float32)
+            if detail["dtype"] == np.float32
+            else np.zeros((LATENCY_EXAMPLES, *detail["shape"][1:]), detail["dtype"])
+            for name, detail in inputs.items()
+        }
+    count = len(next(iter(xs.values())))
 
-    def run(example):
-        interpreter.set_tensor(inp["index"], _quantize(example[None], inp))
-        interpreter.invoke()
-        return _dequantize(interpreter.get_tensor(out["index"]), out)[0]
+    def run(i):
+        feeds = {name: _quantize(x[i : i + 1], inputs[name]) for name, x in xs.items()}
+        result = runner(**feeds)[output_name]
+        return _dequantize(result, outputs_detail[output_name])[0]
 
-    run(x[0])  # warm-up
+    run(0)  # warm-up
     started = time.perf_counter()
-    outputs = np.stack([run(example) for example in x])
+    outputs = np.stack([run(i) for i in range(count)])
     seconds = time.perf_counter() - started
-    row = {"latency_ms": round(1000 * seconds / len(x), 4)}
+    row = {"latency_ms": round(1000 * seconds / count, 4)}
     if reference is not None:
         row["max_abs_diff"] = float(np.max(np.abs(outputs - reference)))
         if outputs.ndim == 2:  # class scores
             row["agreement"] = float(np.mean(outputs.argmax(-1) == reference.argmax(-1)))
-        row["accuracy"] = _accuracy(outputs, sample.get("y_test"))
+        row["accuracy"] = _accuracy(outputs, labels)
     return row
 
 
 def _quantize(x, detail):
-    if detail["dtype"] == np.float32:
-        return x.astype(np.float32)
     scale, zero_point = detail["quantization"]
+    if detail["dtype"] == np.float32 or not scale:  # float, or integers that are not quantized
+        return x.astype(detail["dtype"])
     info = np.iinfo(detail["dtype"])
     return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(detail["dtype"])
 
 
 def _dequantize(y, detail):
-    if detail["dtype"] == np.float32:
-        return y
     scale, zero_point = detail["quantization"]
+    if detail["dtype"] == np.float32 or not scale:
+        return y.astype(np.float32)
     return (y.astype(np.float32) - zero_point) * scale
 
 
