@@ -88,7 +88,9 @@ def build(config: dict, total_steps: int, loss_scale: bool = False) -> keras.opt
     if name == "sgd":
         kwargs.update(momentum=float(config.get("momentum", 0.9)), nesterov=True)
     if name in ("adam", "adamw"):
-        kwargs.update({k: float(config[k]) for k in ("beta_1", "beta_2") if config.get(k)})
+        kwargs.update(
+            {k: float(config[k]) for k in ("beta_1", "beta_2") if config.get(k) is not None}
+        )
     optimizer = OPTIMIZERS[name](**kwargs)
     if config.get("no_weight_decay") and config.get("weight_decay"):
         optimizer.exclude_from_weight_decay(var_names=list(config["no_weight_decay"]))
