@@ -90,7 +90,7 @@ class CnnFrechet:
 
     def __init__(self, classifier: keras.Model, real_images, batch_size=500):
         final = classifier.layers[-1]
-        self.extractor = keras.Model(classifier.inputs, final.input, name="frechet_cnn_features")
+        self.extractor = keras.Model(classifier.inputs[0], final.input, name="frechet_cnn_features")
         self.batch_size = batch_size
         self.mu, self.sigma = gaussian_statistics(self.features(real_images))
         self.sqrt_sigma = sqrtm_psd(self.sigma)
@@ -166,18 +166,13 @@ def _train_classifier(source, steps, batch_size, seed, split) -> keras.Model:
         keras.mixed_precision.set_dtype_policy("float32")
         random.seed(seed)
         np.random.seed(seed)
-        model = zoo.build(
-            "cnn",
-            input_shape=image_shape,
-            num_classes=len(source.class_names),
-            name="frechet_feature_cnn",
-        )
+        model = zoo.build("cnn", input_shape=image_shape, num_classes=len(source.class_names))
         model.compile(
             optimizer=keras.optimizers.Adam(1e-3),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-        model.fit(ds, epochs=1, verbose=0)
+        model.fit(ds, epochs=1, verbose=0, shuffle=False)
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
         random.setstate(python_state)
