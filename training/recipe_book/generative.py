@@ -24,8 +24,8 @@ add(
     description="DCGAN (Radford et al. 2016) on MNIST: fixed-noise sample grid per epoch.",
     model={"name": "dcgan"},
     data={"dataset": "mnist"},
-    task={"name": "gan", "beta_1": 0.5, "sync_batchnorm": True, **FRECHET},
-    optimizer={"name": "adam", "lr": 2e-4},
+    task={"name": "gan", "sync_batchnorm": True, **FRECHET},
+    optimizer={"name": "adam", "lr": 2e-4, "beta_1": 0.5},
     train={"epochs": 20, "batch_size": 128},
     export={"tflite": ALL_TFLITE},
 )
@@ -35,8 +35,8 @@ add(
     description="DCGAN on Fashion-MNIST (score features from a cnn trained on Fashion-MNIST).",
     model={"name": "dcgan"},
     data={"dataset": "fashion_mnist"},
-    task={"name": "gan", "beta_1": 0.5, "sync_batchnorm": True, **FRECHET},
-    optimizer={"name": "adam", "lr": 2e-4},
+    task={"name": "gan", "sync_batchnorm": True, **FRECHET},
+    optimizer={"name": "adam", "lr": 2e-4, "beta_1": 0.5},
     train={"epochs": 25, "batch_size": 128},
     export={"name": "dcgan_fashion_mnist", "tflite": ALL_TFLITE},
 )
@@ -51,12 +51,10 @@ add(
         "name": "wgan_gp",
         "n_critic": 5,
         "gradient_penalty": 10.0,
-        "beta_1": 0.0,
-        "beta_2": 0.9,
         "sync_batchnorm": True,
         **FRECHET,
     },
-    optimizer={"name": "adam", "lr": 1e-4},
+    optimizer={"name": "adam", "lr": 1e-4, "beta_1": 0.0, "beta_2": 0.9},
     train={"epochs": 30, "batch_size": 320},  # n_critic x 64: one generator step per batch
     export={"tflite": ALL_TFLITE},
 )

@@ -18,8 +18,6 @@ share (TensorFlow backend; the flag is saved in model.keras).
 Task fields (the recipe's `task` section; every one can be changed with --set task.<field>=...):
 
 - seed: the noise seed (training noise, the fixed sample grid, the Frechet samples).
-- beta_1, beta_2: Adam's moment decay rates, set on the optimizers the recipe builds (DCGAN 0.5;
-  WGAN-GP 0.0 and 0.9), since the recipe's optimizer section has no such fields.
 - grid_size: number of fixed-noise samples in the TensorBoard grid.
 - frechet_samples: images scored per epoch (and real images of `frechet_split` compared with);
   0 turns the score off.
@@ -68,17 +66,11 @@ class _ImageGenerative(Task):
         return (tf.cast(example[self.image_key], tf.float32),)
 
     # -- optimizers ------------------------------------------------------------------------------
-    def _optimizer(self, make_optimizer, variables):
+    @staticmethod
+    def _optimizer(make_optimizer, variables):
+        """One optimizer from the recipe's optimizer section (Adam's beta_1/beta_2 there too),
+        built on `variables`."""
         optimizer = make_optimizer()
-        inner = getattr(optimizer, "inner_optimizer", optimizer)  # under loss scaling
-        for field in ("beta_1", "beta_2"):
-            if self.config.get(field) is not None:
-                if not hasattr(inner, field):
-                    raise ValueError(
-                        f"task.{field} is set but the {type(inner).__name__} optimizer has no "
-                        f"{field}: use adam or adamw, or remove task.{field}"
-                    )
-                setattr(inner, field, float(self.config[field]))
         optimizer.build(variables)
         return optimizer
 
@@ -128,8 +120,15 @@ class _ImageGenerative(Task):
         return self._scorer
 
     def real_images(self, n) -> np.ndarray:
-        ds = self.source.load(self.frechet_split).take(n).map(self.preprocess).batch(500)
-        return np.concatenate([images for (images,) in ds.as_numpy_iterator()])
+        """`n` images of `frechet_split`, drawn across it (image folders are sorted by label)."""
+        ds = (
+            self.source.load(self.frechet_split)
+            .map(lambda example: example[self.image_key])
+            .shuffle(10000, seed=self.seed)
+            .take(n)
+            .batch(500)
+        )
+        return np.concatenate(list(ds.as_numpy_iterator())).astype(np.float32)
 
     def generate(self, model, latents, batch=500) -> np.ndarray:
         """Images from latent vectors through the model's generator (decoder), inference mode."""
@@ -449,6 +448,7 @@ class Autoencoder(_ImageGenerative):
     def __init__(self, config, source):
         super().__init__(config, source)
         self.noise_std = float(config.get("noise_std", 0.0))
+        self._frechet_inputs = None
 
     def preprocess(self, example):
         image = tf.cast(example[self.image_key], tf.float32)
@@ -508,10 +508,11 @@ class Autoencoder(_ImageGenerative):
         )
 
     def frechet_score(self, model) -> float:
-        """frechet_cnn_distance of the reconstructions of real (noisy, when denoising) images."""
-        clean = self.real_images(self.frechet_samples)
-        inputs = self._validation_inputs(tf.constant(clean)).numpy()
-        return self.scorer().score(self.reconstruct(model, inputs))
+        """frechet_cnn_distance of the reconstructions of real images (noisy, when denoising)."""
+        if self._frechet_inputs is None:
+            clean = self.real_images(self.frechet_samples)
+            self._frechet_inputs = self._validation_inputs(tf.constant(clean)).numpy()
+        return self.scorer().score(self.reconstruct(model, self._frechet_inputs))
 
     def log_epoch(self, model, sample, totals, step):
         clean = sample[1][:10]
@@ -523,11 +524,14 @@ class Autoencoder(_ImageGenerative):
         return self._scores(model)
 
     def calibration(self, train, test):
-        """Images: the input space of `reconstruct` (noisy when denoising)."""
-        representative = np.stack([x for x, _ in train.take(200).as_numpy_iterator()])
-        clean = np.stack([y for _, y in test.take(500).as_numpy_iterator()])
-        noisy = lambda x: self._validation_inputs(tf.constant(x)).numpy()
-        return {"representative": noisy(representative), "x_test": noisy(clean)}
+        """Images in the input space of `reconstruct` (noisy when denoising), drawn across the
+        splits (image folders are sorted by label)."""
+
+        def draw(ds, n):
+            clean = np.stack([y for _, y in ds.shuffle(10000, seed=self.seed).take(n)])
+            return self._validation_inputs(tf.constant(clean)).numpy()
+
+        return {"representative": draw(train, 200), "x_test": draw(test, 500)}
 
     def export_info(self):
         return {"image_shape": list(self.image_shape), "noise_std": self.noise_std}
