@@ -70,7 +70,9 @@ class Task:
 
 def apply_gradients(optimizer, tape, loss, variables):
     """Gradients of `loss` (scaled for float16 loss scaling) applied to `variables`."""
-    grads = tape.gradient(optimizer.scale_loss(loss), variables)
+    with tape:  # the scaling is recorded too: outside the tape the scaled loss has no gradient
+        scaled = optimizer.scale_loss(loss)
+    grads = tape.gradient(scaled, variables)
     optimizer.apply_gradients(zip(grads, variables))
 
 
