@@ -60,7 +60,8 @@ class PositionalEncoding(layers.Layer):
     def call(self, x):
         length, dim = ops.shape(x)[1], x.shape[-1]
         if self.kind == "learned":
-            positions = ops.slice(self.position_embeddings, (0, 0), (length, dim))
+            table = ops.convert_to_tensor(self.position_embeddings)  # jax.jit: no Variables in lax
+            positions = ops.slice(table, (0, 0), (length, dim))
         else:
             position = ops.expand_dims(ops.cast(ops.arange(length), "float32"), 1)
             frequency = ops.exp(ops.arange(0, dim, 2, dtype="float32") * (-math.log(1e4) / dim))
