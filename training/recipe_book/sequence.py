@@ -22,7 +22,14 @@ add(
     "tiny_shakespeare; the export generates text.",
     model={"name": "char_rnn"},
     data=SHAKESPEARE,
-    task={"name": "language_model", "seq_len": 50, "prompt": None, "temperature": 0.8},
+    task={
+        "name": "language_model",
+        "seq_len": 50,
+        "stride": 50,
+        "prompt": None,
+        "sample_length": 300,
+        "temperature": 0.8,
+    },
     optimizer={"name": "rmsprop", "lr": 2e-3, "clipnorm": 5.0, "schedule": "cosine"},
     train={"epochs": 30, "batch_size": 50},
 )
@@ -78,7 +85,14 @@ add(
         },
     },
     data={**SHAKESPEARE, "shuffle_buffer": 20000},
-    task={"name": "language_model", "seq_len": 64, "prompt": None, "temperature": 0.8},
+    task={
+        "name": "language_model",
+        "seq_len": 64,
+        "stride": 64,
+        "prompt": None,
+        "sample_length": 300,
+        "temperature": 0.8,
+    },
     optimizer=NANOGPT_ADAMW,
     train={"epochs": 2, "batch_size": 12, "max_steps": 2000, "log_every": 50},
 )
