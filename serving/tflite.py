@@ -11,7 +11,8 @@ under exports/<model>) into TFLite variants in exports/<model>/tflite/:
 
 and writes report.json and report.md: size in bytes, accuracy on the export's test sample next to
 the SavedModel's own, agreement with the SavedModel, and mean latency per example through
-ai_edge_litert. A variant that does not convert is listed with the converter's reason.
+ai_edge_litert. A variant that does not convert is listed with the converter's reason, and so is
+each other signature of the export (string/bytes in: SavedModel and TF Serving only).
 
 calibration.npz holds `representative` and `x_test` (+ `y_test`) for a one-input signature, or
 `representative.<input>` and `x_test.<input>` per input of a signature with several; arrays are
@@ -59,6 +60,7 @@ def convert(export_path, variants=VARIANTS) -> pathlib.Path:
     calibration_file = version_dir / "assets.extra" / "calibration.npz"
     sample = dict(np.load(calibration_file)) if calibration_file.is_file() else {}
 
+    _register_text_ops()
     loaded = tf.saved_model.load(str(version_dir))  # kept: the signature reads its variables
     saved = loaded.signatures["serving_default"]
     specs = saved.structured_input_signature[1]
@@ -77,6 +79,9 @@ def convert(export_path, variants=VARIANTS) -> pathlib.Path:
         "test_examples": len(next(iter(x_test.values()))) if x_test else 0,
         "saved_model_accuracy": _accuracy(reference, sample.get("y_test")),
         "variants": rows,
+        "other_signatures": _other_signatures(
+            tf, version_dir, [name for name in loaded.signatures if name != "serving_default"]
+        ),
     }
     _write_atomic(out_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
     _write_atomic(out_dir / "report.md", _markdown(report).encode())
@@ -99,6 +104,14 @@ def _variant(tf, saved_model_dir, variant, representative, out_dir, x_test, samp
     except Exception as e:  # converted, but does not run (e.g. select TF ops)
         row["error"] = f"does not run in ai_edge_litert: {_first_line(e)}"
     return row
+
+
+def _register_text_ops():
+    """Text exports tokenize with tensorflow_text's ops: they must be registered to load one."""
+    try:
+        import tensorflow_text  # noqa: F401
+    except ImportError:
+        pass
 
 
 def _save_alone(tf, signature, directory):
@@ -219,9 +232,32 @@ def _write_atomic(path: pathlib.Path, payload: bytes):
 
 
 def _first_line(e) -> str:
+    """The converter's reason in one line: the TensorFlow ops TFLite lacks when it names them,
+    else the first error without its MLIR location."""
     text = str(e).strip() or type(e).__name__
+    for line in text.splitlines():
+        if line.startswith("TF Select ops:"):
+            return "needs TensorFlow ops TFLite lacks: " + line.split(":", 1)[1].strip()[:400]
     lines = [line for line in text.splitlines() if "error" in line.lower()] or text.splitlines()
-    return lines[0][:300]
+    line = lines[0]
+    if "error: loc(" in line:  # "<unknown>:0: error: loc(callsite(...)): 'tf.Op' op ..."
+        line = line.rsplit("): ", 1)[-1]
+    return line[:300]
+
+
+def _other_signatures(tf, version_dir, names) -> list[dict]:
+    """Whether each signature besides serving_default converts to builtin TFLite ops (nothing is
+    kept: they take strings or bytes, for SavedModel / TF Serving), with the converter's reason."""
+    rows = []
+    for name in names:
+        try:
+            tf.lite.TFLiteConverter.from_saved_model(
+                str(version_dir), signature_keys=[name]
+            ).convert()
+            rows.append({"signature": name, "converts": True})
+        except Exception as e:  # the converter's reason goes in the report
+            rows.append({"signature": name, "converts": False, "reason": _first_line(e)})
+    return rows
 
 
 def _markdown(report) -> str:
@@ -250,6 +286,12 @@ def _markdown(report) -> str:
             f"{fmt(row.get('latency_ms'), '.3f')} |"
             + (f" {row['error']}" if "error" in row else "")
         )
+    if report.get("other_signatures"):
+        lines += ["", "Other signatures (SavedModel / TF Serving only):", ""]
+        lines += ["| signature | builtin TFLite ops |", "|---|---|"]
+        for row in report["other_signatures"]:
+            verdict = "convert" if row["converts"] else f"do not convert: {row['reason']}"
+            lines.append(f"| {row['signature']} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 
