@@ -161,6 +161,15 @@ def test_lstm_classifier_serves_raw_text(lstm_run):
     for row in rows.values():  # the unrolled LSTM converts to builtin ops in every variant
         assert "error" not in row, row
     assert rows["float32"]["agreement"] == 1.0 and rows["float32"]["max_abs_diff"] < 1e-4
+    # the text-in signature is listed as SavedModel-only, with the converter's reason
+    report = json.loads((lstm_run.export_dir.parent / "tflite" / "report.json").read_text())
+    (other,) = report["other_signatures"]
+    assert other["signature"] == "predict_text" and not other["converts"]
+    assert "WordpieceTokenizeWithOffsets" in other["reason"]
+    assert (
+        "| predict_text | do not convert: needs TensorFlow ops"
+        in (lstm_run.export_dir.parent / "tflite" / "report.md").read_text()
+    )
 
 
 @pytest.fixture(scope="module")

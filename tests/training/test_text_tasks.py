@@ -220,6 +220,9 @@ def check_served_generation(result):
     report = json.loads((result.export_dir.parent / "tflite" / "report.json").read_text())
     float32 = report["variants"][0]
     assert "error" not in float32 and float32["max_abs_diff"] < 1e-3, float32
+    (generate_row,) = report["other_signatures"]
+    assert generate_row["signature"] == "generate" and not generate_row["converts"]
+    assert generate_row["reason"]
 
 
 def test_char_rnn_learns_shakespeare(shakespeare, unigram_entropy, tmp_path):
