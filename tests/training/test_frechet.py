@@ -80,6 +80,23 @@ def test_statistics_of_samples_estimate_the_distance():
         frechet.gaussian_statistics(x1[:1])
 
 
+@pytest.mark.parametrize("n1, n2, d", [(300, 200, 40), (50, 80, 600)])
+def test_sample_space_route_equals_the_covariance_route(n1, n2, d):
+    """Fewer samples than dimensions too (singular covariances, as with 1,600-dim cnn features)."""
+    rng = np.random.default_rng(d)
+    f1 = rng.standard_normal((n1, d)) @ rng.standard_normal((d, d)) * 0.3
+    f2 = rng.standard_normal((n2, d)) * 1.5 + 0.2
+    reference = frechet.frechet_distance(
+        *frechet.gaussian_statistics(f1), *frechet.gaussian_statistics(f2)
+    )
+    got = frechet.frechet_distance_of_samples(f1, f2)
+    assert got == pytest.approx(reference, rel=1e-7)
+    assert frechet.frechet_distance_of_samples(f2, f1) == pytest.approx(reference, rel=1e-7)
+    assert frechet.frechet_distance_of_samples(f1, f1) == pytest.approx(0.0, abs=1e-9 * reference)
+    with pytest.raises(ValueError, match="dimension"):
+        frechet.frechet_distance_of_samples(f1, f2[:, :-1])
+
+
 @pytest.fixture(scope="module")
 def mnist5k(shared_data):
     return data.open_source(f"folder:{shared_data / 'mnist5k'}")
@@ -127,7 +144,8 @@ def test_score_ranks_real_digits_far_above_noise_and_blur(mnist5k, tmp_path):
     test, train = images("test"), images("train")
     scorer = frechet.CnnFrechet(classifier, test)
     assert scorer.features(test[:3]).shape == (3, 1600)  # cnn: 5 x 5 x 64 before the classifier
-    assert scorer.score(test) == pytest.approx(0.0, abs=1e-6 * np.trace(scorer.sigma))
+    spread = float(np.var(scorer.real_features, axis=0).sum())  # tr of the real covariance
+    assert scorer.score(test) == pytest.approx(0.0, abs=1e-6 * spread)
 
     real = scorer.score(train)  # other real digits
     noise = scorer.score(np.random.default_rng(0).uniform(0, 255, train.shape).astype("float32"))
