@@ -56,3 +56,14 @@ bench-gpu:
 
 clean:
 	rm -rf runs exports bench/results
+
+# ---- the other families' recipes (`python -m training list`) ----
+TFDS_MANUAL_DIR ?= $(abspath ../shared/data/tfds-manual)
+export TFDS_MANUAL_DIR
+.PHONY: train-gan train-gan-fashion train-wgan-gp train-autoencoder train-vae train-lstm-imdb \
+        train-char-rnn train-transformer-pt-en train-gpt-shakespeare-char train-gpt-shakespeare-char-cpu \
+        train-bert-mlm train-bert-imdb
+train-gan train-gan-fashion train-wgan-gp train-autoencoder train-vae train-lstm-imdb \
+train-char-rnn train-transformer-pt-en train-gpt-shakespeare-char train-gpt-shakespeare-char-cpu \
+train-bert-mlm train-bert-imdb: venv
+	$(PY) -m training train $(@:train-%=%) $(ARGS)

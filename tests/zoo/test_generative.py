@@ -183,6 +183,7 @@ def test_vae_outputs_and_encoder_path():
 
 def test_vae_gradient_reaches_z_log_var_through_sampling():
     """A reconstruction loss alone moves z_log_var's weights: only possible via the sampled z."""
+    keras.utils.set_random_seed(0)  # unseeded weights moved z_log_var by ~1e-7 in 1 run of 4
     model = zoo.build("vae", tiny=True, seed=0)
     images = pixels(8)
     model.compile(
