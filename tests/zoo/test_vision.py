@@ -167,6 +167,22 @@ def test_cifar_stem_keeps_resolution_on_32x32(name, final_side):
         assert "pool1_pool" not in [layer.name for layer in with_stem.layers]
 
 
+@pytest.mark.parametrize(
+    "name,final_side,plain_side", [("inception_v3", 7, 75), ("googlenet", 8, 32)]
+)
+def test_inception_cifar_stem_keeps_every_weight(name, final_side, plain_side):
+    """The Inception CIFAR stems change strides and drop pools, nothing with weights."""
+    with_stem = zoo.build(
+        name, tiny=True, input_shape=(32, 32, 3), cifar_stem=True, include_top=False
+    )
+    plain = zoo.build(name, tiny=True, input_shape=(plain_side, plain_side, 3), include_top=False)
+    assert with_stem.output.shape[1:3] == (final_side, final_side)
+    assert tuple(with_stem(_images(with_stem)).shape[1:3]) == (final_side, final_side)
+    assert [w.shape for w in with_stem.weights] == [w.shape for w in plain.weights]
+    names = {layer.name for layer in with_stem.layers}
+    assert not names & {"stem_pool1", "stem_pool2", "pool1", "pool2"}
+
+
 # One module per family; both poolings where the build is cheap.
 FEATURE_CASES = [
     ("resnet18", "avg"),

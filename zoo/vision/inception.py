@@ -12,8 +12,11 @@ paper's dropout (0.2, keep 0.8) before the classifier is here. The smallest inpu
 GoogLeNet follows the paper's table 1 (5x5 convs in the 5x5 branch) with BatchNormalization in
 place of local response normalization, as in torchvision, and without its auxiliary classifiers.
 
-Neither takes `cifar_stem`: Inception-v3 needs 75x75 at least; GoogLeNet runs on 32x32 as it is
-(the five stride-2 stages end at 1x1).
+`cifar_stem=True` (32x32 inputs) keeps every weight and changes only strides and pooling: in
+Inception-v3 the five stem convs run at stride 1 with "same" padding and both stem max-pools go,
+so the modules see 32x32, 15x15 and 7x7 (ImageNet: 35, 17, 8; without it the smallest input is
+75x75); in GoogLeNet conv1 runs at stride 1 and pool1/pool2 go, so the stages see 32, 16 and 8
+(ImageNet: 28, 14, 7).
 """
 
 import keras
@@ -142,7 +145,12 @@ def inception_c(x, f, name):
         "Szegedy, Vanhoucke, Ioffe, Shlens, Wojna. Rethinking the Inception Architecture for "
         "Computer Vision. CVPR 2016"
     ),
-    tiny={"input_shape": (75, 75, 3), "num_classes": 10, "width_multiplier": 0.0625},
+    tiny={
+        "input_shape": (32, 32, 3),
+        "num_classes": 10,
+        "width_multiplier": 0.0625,
+        "cifar_stem": True,
+    },
 )
 def inception_v3(
     input_shape=(299, 299, 3),
@@ -152,11 +160,13 @@ def inception_v3(
     classifier_activation="softmax",
     width_multiplier=1.0,
     dropout=0.2,
+    cifar_stem=False,
     name="inception_v3",
 ):
     """Inception-v3: 23.9M parameters at 299x299 / 1000 classes, 2048 features at 8x8.
 
-    `width_multiplier` scales every conv's filters (TF-slim's depth_multiplier, at least 4).
+    `width_multiplier` scales every conv's filters (TF-slim's depth_multiplier, at least 4);
+    `cifar_stem=True` runs the stem at stride 1 without its max-pools, for 32x32 inputs.
     """
     _check_pooling(pooling)
 
@@ -165,13 +175,16 @@ def inception_v3(
 
     inputs = keras.Input(shape=input_shape, name="images")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
-    x = conv_bn(x, f(32), 3, strides=2, padding="valid", name="stem_conv1")  # 149
-    x = conv_bn(x, f(32), 3, padding="valid", name="stem_conv2")  # 147
+    stride, padding = (1, "same") if cifar_stem else (2, "valid")
+    x = conv_bn(x, f(32), 3, strides=stride, padding=padding, name="stem_conv1")  # 149 | 32
+    x = conv_bn(x, f(32), 3, padding=padding, name="stem_conv2")  # 147
     x = conv_bn(x, f(64), 3, name="stem_conv3")
-    x = layers.MaxPooling2D(3, strides=2, name="stem_pool1")(x)  # 73
+    if not cifar_stem:
+        x = layers.MaxPooling2D(3, strides=2, name="stem_pool1")(x)  # 73
     x = conv_bn(x, f(80), 1, padding="valid", name="stem_conv4")
-    x = conv_bn(x, f(192), 3, padding="valid", name="stem_conv5")  # 71
-    x = layers.MaxPooling2D(3, strides=2, name="stem_pool2")(x)  # 35
+    x = conv_bn(x, f(192), 3, padding=padding, name="stem_conv5")  # 71
+    if not cifar_stem:
+        x = layers.MaxPooling2D(3, strides=2, name="stem_pool2")(x)  # 35 | 32
 
     x = inception_a(x, 32, f, name="mixed0")
     x = inception_a(x, 64, f, name="mixed1")
@@ -223,7 +236,12 @@ def inception_v1(x, filters, f, name):
     task="classification",
     input_shape=(224, 224, 3),
     citation="Szegedy et al. Going Deeper with Convolutions. CVPR 2015",
-    tiny={"input_shape": (32, 32, 3), "num_classes": 10, "width_multiplier": 0.0625},
+    tiny={
+        "input_shape": (32, 32, 3),
+        "num_classes": 10,
+        "width_multiplier": 0.0625,
+        "cifar_stem": True,
+    },
 )
 def googlenet(
     input_shape=(224, 224, 3),
@@ -233,11 +251,13 @@ def googlenet(
     classifier_activation="softmax",
     width_multiplier=1.0,
     dropout=0.4,
+    cifar_stem=False,
     name="googlenet",
 ):
     """GoogLeNet (Inception-v1) with BatchNormalization: 7.0M parameters, 1024 features at 7x7.
 
-    `width_multiplier` scales every conv's filters (at least 4).
+    `width_multiplier` scales every conv's filters (at least 4); `cifar_stem=True` runs conv1 at
+    stride 1 without pool1 and pool2, for 32x32 inputs.
     """
     _check_pooling(pooling)
 
@@ -246,11 +266,13 @@ def googlenet(
 
     inputs = keras.Input(shape=input_shape, name="images")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
-    x = conv_bn(x, f(64), 7, strides=2, name="conv1")  # 112
-    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)  # 56
+    x = conv_bn(x, f(64), 7, strides=1 if cifar_stem else 2, name="conv1")  # 112 | 32
+    if not cifar_stem:
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)  # 56
     x = conv_bn(x, f(64), 1, name="conv2_reduce")
     x = conv_bn(x, f(192), 3, name="conv2")
-    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)  # 28
+    if not cifar_stem:
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)  # 28
     for stage, modules in ((3, "ab"), (4, "abcde"), (5, "ab")):
         if stage > 3:  # 14, then 7
             x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"pool{stage - 1}")(x)
