@@ -142,6 +142,14 @@ def test_vit_tiny16_is_the_timm_size():
     assert REFERENCE_COUNTS[-1][1] == 5_717_416
 
 
+def test_vgg16_bn_is_torchvisions_less_the_conv_biases():
+    model = zoo.build("vgg16", batch_norm=True)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    conv_biases = 64 * 2 + 128 * 2 + 256 * 3 + 512 * 6
+    assert trainable == 138_365_992 - conv_biases  # torchvision.models.vgg16_bn
+    assert model.get_layer("block5_conv3_bn").axis in (-1, 3)
+
+
 # ---- small inputs ---------------------------------------------------------------------------
 
 

@@ -8,7 +8,10 @@ weights; keras.applications leaves it out).
 
 There is no `cifar_stem`: VGG has no stem to change. Every conv is 3x3 stride 1, so a 32x32 image
 goes through the five 2x2 pools to 1x1x512, and the classifier follows (the usual CIFAR VGG, with
-smaller `fc_units`).
+smaller `fc_units`). `batch_norm=True` puts BatchNormalization between each conv and its ReLU
+(torchvision's `vgg16_bn` less the conv biases that BN makes redundant; named
+`block1_conv1_bn`), which lets VGG train from scratch at SGD
+learning rates near 0.1.
 """
 
 import keras
@@ -30,6 +33,7 @@ def _vgg(
     width,
     fc_units,
     dropout,
+    batch_norm,
     input_shape,
     num_classes,
     include_top,
@@ -50,9 +54,13 @@ def _vgg(
     for b, num_convs in enumerate(convs_per_block, start=1):
         filters = width * min(2 ** (b - 1), 8)
         for c in range(1, num_convs + 1):
-            x = layers.Conv2D(
-                filters, 3, padding="same", activation="relu", name=f"block{b}_conv{c}"
-            )(x)
+            conv = f"block{b}_conv{c}"
+            if batch_norm:  # conv (its bias is the BN's beta) -> BN -> ReLU
+                x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=conv)(x)
+                x = layers.BatchNormalization(axis=axis, name=f"{conv}_bn")(x)
+                x = layers.Activation("relu", name=f"{conv}_relu")(x)
+            else:
+                x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=conv)(x)
         x = layers.MaxPooling2D(2, strides=2, name=f"block{b}_pool")(x)
 
     if include_top:
@@ -80,15 +88,17 @@ def vgg11(
     width=64,
     fc_units=4096,
     dropout=0.5,
+    batch_norm=False,
     name="vgg11",
 ):
     """VGG-11 (configuration A): 1, 1, 2, 2, 2 convs per block, 132.9M parameters.
 
-    `width` is the first block's filter count (64), `fc_units` the width of fc1 and fc2 (4096).
+    `width` is the first block's filter count (64), `fc_units` the width of fc1 and fc2 (4096),
+    `batch_norm=True` the `_bn` variant.
     """
     return _vgg(
-        (1, 1, 2, 2, 2), width, fc_units, dropout, input_shape, num_classes, include_top,
-        pooling, classifier_activation, name,
+        (1, 1, 2, 2, 2), width, fc_units, dropout, batch_norm, input_shape, num_classes,
+        include_top, pooling, classifier_activation, name,
     )  # fmt: skip
 
 
@@ -102,6 +112,7 @@ def vgg16(
     width=64,
     fc_units=4096,
     dropout=0.5,
+    batch_norm=False,
     name="vgg16",
 ):
     """VGG-16 (configuration D): 2, 2, 3, 3, 3 convs per block, 138.4M parameters.
@@ -109,6 +120,6 @@ def vgg16(
     Arguments as for vgg11.
     """
     return _vgg(
-        (2, 2, 3, 3, 3), width, fc_units, dropout, input_shape, num_classes, include_top,
-        pooling, classifier_activation, name,
+        (2, 2, 3, 3, 3), width, fc_units, dropout, batch_norm, input_shape, num_classes,
+        include_top, pooling, classifier_activation, name,
     )  # fmt: skip
