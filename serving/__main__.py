@@ -5,7 +5,7 @@ import sys
 
 COMMANDS = {
     "export": ("serving.export", "export a training run as a SavedModel in TF Serving's layout"),
-    "tflite": ("serving.tflite", "convert an export to TFLite variants with a size/accuracy report"),
+    "tflite": ("serving.tflite", "convert an export to TFLite variants + a size/accuracy report"),
     "serve": ("serving.server", "serve exports/ (TF Serving if installed, else the embedded one)"),
     "predict": ("serving.client", "send an image to a running server and print the top classes"),
     "config": ("serving.config", "write models.config, batching.config, monitoring.config"),

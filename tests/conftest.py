@@ -1,4 +1,4 @@
-"""Shared fixtures: the offline data beside the checkout, a quiet TensorFlow, tiny subprocess runs."""
+"""Shared fixtures: the offline data beside the checkout, quiet TensorFlow, tiny subprocess runs."""
 
 import os
 import pathlib
