@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 ARGS ?=
 
 .PHONY: venv test test-slow lint format tensorboard serve serve-config bench bench-train bench-serve bench-gpu clean \
-        train-cnn
+        train-cnn train-resnet
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -18,6 +18,10 @@ $(STAMP): requirements.txt
 # ---- training (any recipe: `python -m training train <recipe>`; `python -m training list`) ----
 train-cnn: venv
 	$(PY) -m training train cnn $(ARGS)
+
+# ResNet-18 on CIFAR-10; every vision model has a `<model>-cifar10` recipe and target
+train-resnet: venv
+	$(PY) -m training train resnet18-cifar10 $(ARGS)
 
 # ---- watching and serving ----
 tensorboard: venv
@@ -66,4 +70,9 @@ export TFDS_MANUAL_DIR
 train-gan train-gan-fashion train-wgan-gp train-autoencoder train-vae train-lstm-imdb \
 train-char-rnn train-transformer-pt-en train-gpt-shakespeare-char train-gpt-shakespeare-char-cpu \
 train-bert-mlm train-bert-imdb: venv
+	$(PY) -m training train $(@:train-%=%) $(ARGS)
+
+VISION_TARGETS := train-resnet18-cifar10 train-resnet34-cifar10 train-resnet50-cifar10 train-vgg11-cifar10 train-vgg16-cifar10 train-inception_v3-cifar10 train-googlenet-cifar10 train-mobilenet_v2-cifar10 train-mobilenet_v3_small-cifar10 train-efficientnet_b0-cifar10 train-vit_tiny16-cifar10
+.PHONY: $(VISION_TARGETS)
+$(VISION_TARGETS): venv
 	$(PY) -m training train $(@:train-%=%) $(ARGS)

@@ -29,7 +29,11 @@ def _parser():
     t.add_argument("--strategy", help="auto | one_device | mirrored | multi_worker")
     t.add_argument("--dataset", help="a tfds name or folder:PATH (PATH/<split>/<label>/<image>)")
     t.add_argument("--epochs", type=int)
-    t.add_argument("--mixed-precision", choices=["float16", "bfloat16"])
+    t.add_argument(
+        "--mixed-precision",
+        choices=["auto", "float16", "bfloat16", "float32"],
+        help="auto: bfloat16 on A100/H100-class GPUs, float16 on older GPUs, float32 on CPU",
+    )
     t.add_argument("--jit", action="store_true", default=None, help="compile the steps with XLA")
     t.add_argument(
         "--tiny", action="store_true", default=None, help="the model's tiny configuration"

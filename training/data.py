@@ -77,7 +77,8 @@ def _tfds_source(name: str) -> Source:
             "and not folder:PATH"
         ) from None
     if not builder.is_prepared():
-        if manual_dir:
+        files = _download_files(builder)
+        if manual_dir and all(pathlib.Path(manual_dir, f).is_file() for f in files):
             config = tfds.download.DownloadConfig(manual_dir=manual_dir)
             try:
                 builder.download_and_prepare(download_config=config)
@@ -98,10 +99,14 @@ def _tfds_source(name: str) -> Source:
     return Source(name, builder.info.features, splits, load, builder.info.description or "")
 
 
+def _download_files(builder) -> list[str]:
+    """The original files tfds downloads for `builder` (those TFDS_MANUAL_DIR must hold)."""
+    infos = (builder.url_infos or {}).items()
+    return sorted({info.filename or url.rsplit("/", 1)[-1] for url, info in infos})
+
+
 def _offline_message(builder) -> str:
-    files = sorted(
-        {info.filename or url.rsplit("/", 1)[-1] for url, info in (builder.url_infos or {}).items()}
-    )
+    files = _download_files(builder)
     where = builder.data_dir
     listing = f" ({', '.join(files)})" if files else ""
     return (

@@ -3,6 +3,10 @@
 `auto`: MirroredStrategy over all GPUs when there is more than one, else one device.
 `one_device`, `mirrored` (all local GPUs, or all logical CPUs when there are no GPUs),
 `multi_worker` (MultiWorkerMirroredStrategy from TF_CONFIG).
+
+Mixed precision by name: `float16`, `bfloat16`, `float32` (or None: off), and `auto`: bfloat16 on
+GPUs that compute in it natively (compute capability 8.0 and up: A100, H100), float16 with loss
+scaling on older GPUs, off on CPUs (where either is slower than float32).
 """
 
 import json
@@ -11,6 +15,7 @@ import os
 import tensorflow as tf
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+PRECISIONS = ("auto", "float16", "bfloat16", "float32")
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -41,3 +46,16 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     has_chief = "chief" in json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
     return task_type == "worker" and task_id == 0 and not has_chief
+
+
+def mixed_precision(name: str | None) -> str | None:
+    """`float16`, `bfloat16` or None (float32) for a recipe's `run.mixed_precision`."""
+    if name not in (None, *PRECISIONS):
+        raise ValueError(f"unknown mixed precision {name!r} (known: {', '.join(PRECISIONS)})")
+    if name != "auto":
+        return None if name == "float32" else name
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")
+    return "bfloat16" if capability and capability >= (8, 0) else "float16"

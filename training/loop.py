@@ -85,12 +85,11 @@ def train(
     total_steps = int(cfg["epochs"]) * steps_per_epoch
     if cfg["max_steps"]:
         total_steps = min(total_steps, int(cfg["max_steps"]))
+    precision = distribute.mixed_precision(run["mixed_precision"])
     policy = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16", None: "float32"}
-    if run["mixed_precision"] not in policy:
-        raise ValueError(f"unknown mixed precision {run['mixed_precision']!r} (float16, bfloat16)")
 
     previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_dtype_policy(policy[run["mixed_precision"]])
+    keras.mixed_precision.set_dtype_policy(policy[precision])
     keras.utils.set_random_seed(int(cfg["seed"]))
     try:
         with strategy.scope():
@@ -99,7 +98,7 @@ def train(
             opts = task.build_optimizers(
                 model,
                 lambda: optimizers.build(
-                    recipe["optimizer"], total_steps, loss_scale=run["mixed_precision"] == "float16"
+                    recipe["optimizer"], total_steps, loss_scale=precision == "float16"
                 ),
             )
             step_var = tf.Variable(0, dtype=tf.int64, trainable=False)

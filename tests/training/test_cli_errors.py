@@ -47,6 +47,19 @@ def test_tfds_offline_names_the_files_to_place(capsys, tmp_path, monkeypatch):
     assert "no network" in err and "train-images-idx3-ubyte.gz" in err and "TFDS_MANUAL_DIR" in err
 
 
+def test_tfds_offline_with_a_manual_dir_lacking_the_files(capsys, tmp_path, monkeypatch):
+    """TFDS_MANUAL_DIR set (as the Makefile does) but without this data set's files: the same
+    message at once, not tfds retrying a download it cannot make."""
+    (tmp_path / "manual").mkdir()
+    (tmp_path / "manual" / "input.txt").write_text("another data set's file")
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setenv("TFDS_MANUAL_DIR", str(tmp_path / "manual"))
+    monkeypatch.setattr(data, "network_available", lambda: False)
+    code, err = run_cli(capsys, tmp_path, "resnet18-cifar10")
+    assert code == 2 and "no network" in err and "cifar-10-binary.tar.gz" in err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_real_process_exit_code_and_list(tmp_path):
     proc = run_module("training", "train", "cnn", "--strategy", "bogus", "--logdir", tmp_path)
     # the last line: TensorFlow itself prints start-up notices that no setting silences
