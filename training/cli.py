@@ -114,9 +114,12 @@ def _list(zoo, recipes, distribute) -> int:
         spec = zoo.get_spec(name)
         print(f"  {name:<20} {spec.task:<22} {spec.summary}")
     print("recipes:")
+    width = max(map(len, recipes.list_recipes()))
     for name in recipes.list_recipes():
         r = recipes.RECIPES[name]
-        print(f"  {name:<20} {r['model']['name']} on {r['data']['dataset']}: {r['description']}")
+        print(
+            f"  {name:<{width}} {r['model']['name']} on {r['data']['dataset']}: {r['description']}"
+        )
     datasets = sorted({r["data"]["dataset"] for r in recipes.RECIPES.values()})
     print("data sets used by recipes (any tfds name works, or folder:PATH):")
     print("  " + ", ".join(datasets))
