@@ -72,7 +72,11 @@ train-char-rnn train-transformer-pt-en train-gpt-shakespeare-char train-gpt-shak
 train-bert-mlm train-bert-imdb: venv
 	$(PY) -m training train $(@:train-%=%) $(ARGS)
 
-VISION_TARGETS := train-resnet18-cifar10 train-resnet34-cifar10 train-resnet50-cifar10 train-vgg11-cifar10 train-vgg16-cifar10 train-inception_v3-cifar10 train-googlenet-cifar10 train-mobilenet_v2-cifar10 train-mobilenet_v3_small-cifar10 train-efficientnet_b0-cifar10 train-vit_tiny16-cifar10
+VISION_TARGETS := train-resnet18-cifar10 train-resnet34-cifar10 train-resnet50-cifar10 \
+                  train-vgg11-cifar10 train-vgg16-cifar10 train-inception_v3-cifar10 \
+                  train-googlenet-cifar10 train-mobilenet_v2-cifar10 \
+                  train-mobilenet_v3_small-cifar10 train-efficientnet_b0-cifar10 \
+                  train-vit_tiny16-cifar10
 .PHONY: $(VISION_TARGETS)
 $(VISION_TARGETS): venv
 	$(PY) -m training train $(@:train-%=%) $(ARGS)

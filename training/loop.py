@@ -133,7 +133,7 @@ def train(
         say(
             f"training {spec.name} on {recipe['data']['dataset']} ({n_train} examples, "
             f"{steps_per_epoch} steps/epoch, {total_steps} steps, {strategy.num_replicas_in_sync} "
-            f"replica(s)) -> {run_dir}"
+            f"replica(s), {policy[precision]}) -> {run_dir}"
         )
         # a fixed sample for pictures, drawn across the split (folders are sorted by label)
         sample = next(iter(val_ds.shuffle(2048, seed=0).batch(25).as_numpy_iterator()))
