@@ -1,4 +1,4 @@
-"""Image models: one module per family."""
+"""Image models: one module per family; `_common` holds the pieces the families share."""
 
 from zoo.vision import (  # noqa: F401
     cnn,

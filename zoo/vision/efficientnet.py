@@ -17,9 +17,8 @@ import keras
 from keras import layers
 
 from zoo.registry import register
+from zoo.vision._common import channel_axis, check_pooling, head, imagenet_normalize, make_divisible
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 CONV_INIT = keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="truncated_normal")
 DENSE_INIT = keras.initializers.VarianceScaling(1 / 3, mode="fan_out", distribution="uniform")
 
@@ -35,14 +34,10 @@ B0_STAGES = [
 ]
 
 
-def _channel_axis():
-    return 1 if keras.config.image_data_format() == "channels_first" else -1
-
-
 def mb_conv(x, filters_in, filters_out, kernel_size, stride, expand_ratio, drop_rate, name):
     """Inverted residual: 1x1 expand, depthwise, squeeze-excite (1/4 of the input width), 1x1
     project; stochastic depth on the residual branch when there is a residual."""
-    axis = _channel_axis()
+    axis = channel_axis()
     inputs, expanded = x, filters_in * expand_ratio
     if expand_ratio != 1:
         x = layers.Conv2D(
@@ -92,23 +87,17 @@ def _efficientnet(
     name,
 ):
     """Stem, the seven stages of B0 (widths and repeats scaled), 1x1 top conv, classifier."""
-    if pooling not in (None, "avg", "max"):
-        raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
-    axis = _channel_axis()
+    check_pooling(pooling)
+    axis = channel_axis()
 
-    def width(filters, divisor=8):  # scale, round to a multiple of 8, never lose more than 10%
-        filters *= width_coefficient
-        new = max(divisor, int(filters + divisor / 2) // divisor * divisor)
-        return int(new + divisor if new < 0.9 * filters else new)
+    def width(filters):  # scale, round to a multiple of 8, never lose more than 10%
+        return make_divisible(filters * width_coefficient)
 
     def depth(repeats):
         return int(math.ceil(depth_coefficient * repeats))
 
     inputs = keras.Input(shape=input_shape, name="images")
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    x = layers.Normalization(
-        axis=axis, mean=IMAGENET_MEAN, variance=[s**2 for s in IMAGENET_STD], name="normalize"
-    )(x)
+    x = imagenet_normalize(inputs)
     x = layers.Conv2D(
         width(32), 3, strides=1 if cifar_stem else 2, padding="same", use_bias=False,
         kernel_initializer=CONV_INIT, name="stem_conv",
@@ -133,18 +122,11 @@ def _efficientnet(
     x = layers.BatchNormalization(axis=axis, name="top_bn")(x)
     x = layers.Activation("swish", name="top_activation")(x)
 
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = layers.Dropout(dropout, name="top_dropout")(x)
-        x = layers.Dense(
-            num_classes, activation=classifier_activation, kernel_initializer=DENSE_INIT,
-            dtype="float32", name="predictions",
-        )(x)  # fmt: skip
-    elif pooling == "avg":
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
-    return keras.Model(inputs, x, name=name)
+    outputs = head(
+        x, num_classes, include_top, pooling, classifier_activation, dropout,
+        kernel_initializer=DENSE_INIT,
+    )  # fmt: skip
+    return keras.Model(inputs, outputs, name=name)
 
 
 @register(

@@ -23,10 +23,7 @@ import keras
 from keras import layers
 
 from zoo.registry import register
-
-
-def _channel_axis():
-    return 1 if keras.config.image_data_format() == "channels_first" else -1
+from zoo.vision._common import channel_axis, check_pooling, head
 
 
 def conv_bn(x, filters, kernel_size, strides=1, padding="same", name=None):
@@ -35,28 +32,9 @@ def conv_bn(x, filters, kernel_size, strides=1, padding="same", name=None):
         filters, kernel_size, strides=strides, padding=padding, use_bias=False, name=f"{name}_conv"
     )(x)
     x = layers.BatchNormalization(
-        axis=_channel_axis(), scale=False, epsilon=1e-3, name=f"{name}_bn"
+        axis=channel_axis(), scale=False, epsilon=1e-3, name=f"{name}_bn"
     )(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
-
-
-def _head(x, num_classes, include_top, pooling, classifier_activation, dropout):
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = layers.Dropout(dropout, name="top_dropout")(x)
-        return layers.Dense(
-            num_classes, activation=classifier_activation, dtype="float32", name="predictions"
-        )(x)
-    if pooling == "avg":
-        return layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if pooling == "max":
-        return layers.GlobalMaxPooling2D(name="max_pool")(x)
-    return x
-
-
-def _check_pooling(pooling):
-    if pooling not in (None, "avg", "max"):
-        raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
 
 
 # ---- Inception-v3 ---------------------------------------------------------------------------
@@ -72,7 +50,7 @@ def inception_a(x, pool_filters, f, name):
     b3 = conv_bn(b3, f(96), 3, name=f"{name}_branch3x3dbl_3")
     bp = layers.AveragePooling2D(3, strides=1, padding="same", name=f"{name}_branch_pool")(x)
     bp = conv_bn(bp, f(pool_filters), 1, name=f"{name}_branch_pool_proj")
-    return layers.Concatenate(axis=_channel_axis(), name=name)([b1, b5, b3, bp])
+    return layers.Concatenate(axis=channel_axis(), name=name)([b1, b5, b3, bp])
 
 
 def reduction_a(x, f, name):
@@ -82,7 +60,7 @@ def reduction_a(x, f, name):
     bd = conv_bn(bd, f(96), 3, name=f"{name}_branch3x3dbl_2")
     bd = conv_bn(bd, f(96), 3, strides=2, padding="valid", name=f"{name}_branch3x3dbl_3")
     bp = layers.MaxPooling2D(3, strides=2, name=f"{name}_branch_pool")(x)
-    return layers.Concatenate(axis=_channel_axis(), name=name)([b3, bd, bp])
+    return layers.Concatenate(axis=channel_axis(), name=name)([b3, bd, bp])
 
 
 def inception_b(x, c7, f, name):
@@ -98,7 +76,7 @@ def inception_b(x, c7, f, name):
     bd = conv_bn(bd, f(192), (1, 7), name=f"{name}_branch7x7dbl_5")
     bp = layers.AveragePooling2D(3, strides=1, padding="same", name=f"{name}_branch_pool")(x)
     bp = conv_bn(bp, f(192), 1, name=f"{name}_branch_pool_proj")
-    return layers.Concatenate(axis=_channel_axis(), name=name)([b1, b7, bd, bp])
+    return layers.Concatenate(axis=channel_axis(), name=name)([b1, b7, bd, bp])
 
 
 def reduction_b(x, f, name):
@@ -110,12 +88,12 @@ def reduction_b(x, f, name):
     b7 = conv_bn(b7, f(192), (7, 1), name=f"{name}_branch7x7x3_3")
     b7 = conv_bn(b7, f(192), 3, strides=2, padding="valid", name=f"{name}_branch7x7x3_4")
     bp = layers.MaxPooling2D(3, strides=2, name=f"{name}_branch_pool")(x)
-    return layers.Concatenate(axis=_channel_axis(), name=name)([b3, b7, bp])
+    return layers.Concatenate(axis=channel_axis(), name=name)([b3, b7, bp])
 
 
 def inception_c(x, f, name):
     """8x8 module (figure 7): the 3x3 branches end in parallel 1x3 and 3x1 convs."""
-    axis = _channel_axis()
+    axis = channel_axis()
     b1 = conv_bn(x, f(320), 1, name=f"{name}_branch1x1")
     b3 = conv_bn(x, f(384), 1, name=f"{name}_branch3x3_1")
     b3 = layers.Concatenate(axis=axis, name=f"{name}_branch3x3")(
@@ -168,7 +146,7 @@ def inception_v3(
     `width_multiplier` scales every conv's filters (TF-slim's depth_multiplier, at least 4);
     `cifar_stem=True` runs the stem at stride 1 without its max-pools, for 32x32 inputs.
     """
-    _check_pooling(pooling)
+    check_pooling(pooling)
 
     def f(filters):
         return max(4, int(filters * width_multiplier))
@@ -198,7 +176,7 @@ def inception_v3(
     x = inception_c(x, f, name="mixed9")
     x = inception_c(x, f, name="mixed10")
 
-    outputs = _head(x, num_classes, include_top, pooling, classifier_activation, dropout)
+    outputs = head(x, num_classes, include_top, pooling, classifier_activation, dropout)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -228,7 +206,7 @@ def inception_v1(x, filters, f, name):
     b5 = conv_bn(b5, n5, 5, name=f"{name}_branch5x5")
     bp = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_branch_pool")(x)
     bp = conv_bn(bp, npool, 1, name=f"{name}_branch_pool_proj")
-    return layers.Concatenate(axis=_channel_axis(), name=name)([b1, b3, b5, bp])
+    return layers.Concatenate(axis=channel_axis(), name=name)([b1, b3, b5, bp])
 
 
 @register(
@@ -259,7 +237,7 @@ def googlenet(
     `width_multiplier` scales every conv's filters (at least 4); `cifar_stem=True` runs conv1 at
     stride 1 without pool1 and pool2, for 32x32 inputs.
     """
-    _check_pooling(pooling)
+    check_pooling(pooling)
 
     def f(filters):
         return max(4, int(filters * width_multiplier))
@@ -280,5 +258,5 @@ def googlenet(
             key = f"{stage}{m}"
             x = inception_v1(x, GOOGLENET_MODULES[key], f, name=f"inception{key}")
 
-    outputs = _head(x, num_classes, include_top, pooling, classifier_activation, dropout)
+    outputs = head(x, num_classes, include_top, pooling, classifier_activation, dropout)
     return keras.Model(inputs, outputs, name=name)

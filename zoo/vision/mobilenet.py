@@ -15,18 +15,9 @@ import keras
 from keras import layers
 
 from zoo.registry import register
+from zoo.vision._common import channel_axis, check_pooling, classifier, head, make_divisible, pool
 
 BN = {"momentum": 0.99, "epsilon": 1e-3}
-
-
-def _channel_axis():
-    return 1 if keras.config.image_data_format() == "channels_first" else -1
-
-
-def make_divisible(v, divisor=8):
-    """Round a filter count to a multiple of 8, never losing more than 10%."""
-    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new_v + divisor if new_v < 0.9 * v else new_v
 
 
 def inverted_residual(
@@ -34,7 +25,7 @@ def inverted_residual(
 ):
     """1x1 expand (skipped when `expanded` equals the input width), depthwise, optional
     squeeze-excite, linear 1x1 projection; a residual add when shapes allow."""
-    axis = _channel_axis()
+    axis = channel_axis()
     shortcut, in_filters = x, x.shape[axis]
     if expanded != in_filters:
         x = layers.Conv2D(expanded, 1, use_bias=False, name=f"{name}_expand_conv")(x)
@@ -58,7 +49,7 @@ def inverted_residual(
 
 
 def _stem(inputs, filters, activation, cifar_stem):
-    axis = _channel_axis()
+    axis = channel_axis()
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
     x = layers.Conv2D(
         filters, 3, strides=1 if cifar_stem else 2, padding="same", use_bias=False,
@@ -70,21 +61,8 @@ def _stem(inputs, filters, activation, cifar_stem):
 
 def _top_conv(x, filters, activation):
     x = layers.Conv2D(filters, 1, use_bias=False, name="top_conv")(x)
-    x = layers.BatchNormalization(axis=_channel_axis(), **BN, name="top_bn")(x)
+    x = layers.BatchNormalization(axis=channel_axis(), **BN, name="top_bn")(x)
     return layers.Activation(activation, name="top_act")(x)
-
-
-def _pool(x, pooling):
-    if pooling == "avg":
-        return layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if pooling == "max":
-        return layers.GlobalMaxPooling2D(name="max_pool")(x)
-    return x
-
-
-def _check_pooling(pooling):
-    if pooling not in (None, "avg", "max"):
-        raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
 
 
 # MobileNetV2, table 2: expansion t, output channels c, repeats n, first stride s.
@@ -115,29 +93,22 @@ def mobilenet_v2(
     `alpha` scales every width (the last 1x1 conv keeps 1280 for alpha <= 1); `cifar_stem=True`
     makes the stem stride 1 for 32x32 inputs.
     """
-    _check_pooling(pooling)
+    check_pooling(pooling)
     inputs = keras.Input(shape=input_shape, name="images")
     x = _stem(inputs, make_divisible(32 * alpha), "relu6", cifar_stem)
     i = 0
     for t, c, n, s in V2_BLOCKS:
         for j in range(n):
             i += 1
-            in_filters = x.shape[_channel_axis()]
+            in_filters = x.shape[channel_axis()]
             x = inverted_residual(
                 x, in_filters * t, make_divisible(int(c * alpha)), 3, s if j == 0 else 1, "relu6",
                 None, None, name=f"block{i}",
             )  # fmt: skip
     x = _top_conv(x, make_divisible(1280 * max(alpha, 1.0)), "relu6")
 
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = layers.Dropout(dropout, name="top_dropout")(x)
-        x = layers.Dense(
-            num_classes, activation=classifier_activation, dtype="float32", name="predictions"
-        )(x)
-    else:
-        x = _pool(x, pooling)
-    return keras.Model(inputs, x, name=name)
+    outputs = head(x, num_classes, include_top, pooling, classifier_activation, dropout)
+    return keras.Model(inputs, outputs, name=name)
 
 
 # MobileNetV3-Small, table 2: kernel, expanded size, output channels, squeeze-excite,
@@ -182,8 +153,8 @@ def mobilenet_v3_small(
     `cifar_stem=True` makes the stem stride 1. With `include_top=False` the output is the last
     conv (576 channels at alpha 1), as in keras.
     """
-    _check_pooling(pooling)
-    axis = _channel_axis()
+    check_pooling(pooling)
+    axis = channel_axis()
     inputs = keras.Input(shape=input_shape, name="images")
     x = _stem(inputs, 16, "hard_swish", cifar_stem)
     in_alpha1 = 16  # a block's input width at alpha 1: the expansion ratio is exp / in_alpha1
@@ -196,14 +167,11 @@ def mobilenet_v3_small(
         in_alpha1 = c
     x = _top_conv(x, make_divisible(x.shape[axis] * 6), "hard_swish")
 
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if include_top:  # the usual head with one more hidden layer between pooling and classifier
+        x = pool(x, "avg")
         x = layers.Dense(make_divisible(1024 * max(alpha, 1.0)), name="top_dense")(x)
         x = layers.Activation("hard_swish", name="top_dense_act")(x)
-        x = layers.Dropout(dropout, name="top_dropout")(x)
-        x = layers.Dense(
-            num_classes, activation=classifier_activation, dtype="float32", name="predictions"
-        )(x)
+        x = classifier(x, num_classes, classifier_activation, dropout)
     else:
-        x = _pool(x, pooling)
+        x = pool(x, pooling)
     return keras.Model(inputs, x, name=name)

@@ -15,27 +15,25 @@ import keras
 from keras import layers
 
 from zoo.registry import register
+from zoo.vision._common import channel_axis, check_pooling, head, imagenet_normalize
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 BN = {"momentum": 0.9, "epsilon": 1e-5}
 CITATION = "He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016"
 
 
-def _channel_axis():
-    return 1 if keras.config.image_data_format() == "channels_first" else -1
+def shortcut(x, filters, stride, name):
+    """The identity, or a 1x1 projection (conv + BN, `<name>_0_*`) where the shape changes."""
+    axis = channel_axis()
+    if stride == 1 and x.shape[axis] == filters:
+        return x
+    x = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_0_conv")(x)
+    return layers.BatchNormalization(axis=axis, **BN, name=f"{name}_0_bn")(x)
 
 
 def basic_block(x, filters, stride=1, name=None):
     """Two 3x3 convs; a 1x1 projection shortcut where the shape changes."""
-    axis = _channel_axis()
-    if stride != 1 or x.shape[axis] != filters:
-        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_0_conv")(
-            x
-        )
-        shortcut = layers.BatchNormalization(axis=axis, **BN, name=f"{name}_0_bn")(shortcut)
-    else:
-        shortcut = x
+    axis = channel_axis()
+    residual = shortcut(x, filters, stride, name)
     x = layers.Conv2D(
         filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_1_conv"
     )(x)
@@ -43,20 +41,14 @@ def basic_block(x, filters, stride=1, name=None):
     x = layers.Activation("relu", name=f"{name}_1_relu")(x)
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_2_conv")(x)
     x = layers.BatchNormalization(axis=axis, **BN, name=f"{name}_2_bn")(x)
-    x = layers.Add(name=f"{name}_add")([shortcut, x])
+    x = layers.Add(name=f"{name}_add")([residual, x])
     return layers.Activation("relu", name=f"{name}_out")(x)
 
 
 def bottleneck_block(x, filters, stride=1, name=None):
     """1x1 reduce, 3x3 (carrying the stride: v1.5), 1x1 expand to 4 * filters."""
-    axis = _channel_axis()
-    if stride != 1 or x.shape[axis] != 4 * filters:
-        shortcut = layers.Conv2D(
-            4 * filters, 1, strides=stride, use_bias=False, name=f"{name}_0_conv"
-        )(x)
-        shortcut = layers.BatchNormalization(axis=axis, **BN, name=f"{name}_0_bn")(shortcut)
-    else:
-        shortcut = x
+    axis = channel_axis()
+    residual = shortcut(x, 4 * filters, stride, name)
     x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_1_conv")(x)
     x = layers.BatchNormalization(axis=axis, **BN, name=f"{name}_1_bn")(x)
     x = layers.Activation("relu", name=f"{name}_1_relu")(x)
@@ -67,7 +59,7 @@ def bottleneck_block(x, filters, stride=1, name=None):
     x = layers.Activation("relu", name=f"{name}_2_relu")(x)
     x = layers.Conv2D(4 * filters, 1, use_bias=False, name=f"{name}_3_conv")(x)
     x = layers.BatchNormalization(axis=axis, **BN, name=f"{name}_3_bn")(x)
-    x = layers.Add(name=f"{name}_add")([shortcut, x])
+    x = layers.Add(name=f"{name}_add")([residual, x])
     return layers.Activation("relu", name=f"{name}_out")(x)
 
 
@@ -84,14 +76,10 @@ def _resnet(
     name,
 ):
     """Stem, four stages (conv2..conv5, `width` * 1, 2, 4, 8 filters), global pool, classifier."""
-    if pooling not in (None, "avg", "max"):
-        raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
-    axis = _channel_axis()
+    check_pooling(pooling)
+    axis = channel_axis()
     inputs = keras.Input(shape=input_shape, name="images")
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    x = layers.Normalization(
-        axis=axis, mean=IMAGENET_MEAN, variance=[s**2 for s in IMAGENET_STD], name="normalize"
-    )(x)
+    x = imagenet_normalize(inputs)
 
     if cifar_stem:  # 32x32 inputs: one 3x3 stride-1 conv, no max-pool (He et al. 2016, sec. 4.2)
         x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="conv1_conv")(x)
@@ -110,16 +98,8 @@ def _resnet(
             stride = 2 if stage > 0 and i == 0 else 1
             x = block(x, width * 2**stage, stride, name=f"conv{stage + 2}_block{i + 1}")
 
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = layers.Dense(
-            num_classes, activation=classifier_activation, dtype="float32", name="predictions"
-        )(x)
-    elif pooling == "avg":
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
-    return keras.Model(inputs, x, name=name)
+    outputs = head(x, num_classes, include_top, pooling, classifier_activation)
+    return keras.Model(inputs, outputs, name=name)
 
 
 # `tiny`: 32x32 inputs through the CIFAR stem, 8 base filters, depth kept where it is cheap.

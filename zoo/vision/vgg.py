@@ -18,9 +18,8 @@ import keras
 from keras import layers
 
 from zoo.registry import register
+from zoo.vision._common import channel_axis, check_pooling, classifier, imagenet_normalize, pool
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 CITATION = (
     "Simonyan, Zisserman. Very Deep Convolutional Networks for Large-Scale Image Recognition. "
     "ICLR 2015"
@@ -42,14 +41,10 @@ def _vgg(
     name,
 ):
     """Five blocks of `convs_per_block[i]` 3x3 convs (width * 1, 2, 4, 8, 8 filters) + max-pool."""
-    if pooling not in (None, "avg", "max"):
-        raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
-    axis = 1 if keras.config.image_data_format() == "channels_first" else -1
+    check_pooling(pooling)
+    axis = channel_axis()
     inputs = keras.Input(shape=input_shape, name="images")
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    x = layers.Normalization(
-        axis=axis, mean=IMAGENET_MEAN, variance=[s**2 for s in IMAGENET_STD], name="normalize"
-    )(x)
+    x = imagenet_normalize(inputs)
 
     for b, num_convs in enumerate(convs_per_block, start=1):
         filters = width * min(2 ** (b - 1), 8)
@@ -68,13 +63,9 @@ def _vgg(
         for i in (1, 2):
             x = layers.Dense(fc_units, activation="relu", name=f"fc{i}")(x)
             x = layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
-        x = layers.Dense(
-            num_classes, activation=classifier_activation, dtype="float32", name="predictions"
-        )(x)
-    elif pooling == "avg":
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+        x = classifier(x, num_classes, classifier_activation)
+    else:
+        x = pool(x, pooling)
     return keras.Model(inputs, x, name=name)
 
 

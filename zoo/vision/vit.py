@@ -17,6 +17,7 @@ import keras
 from keras import layers, ops
 
 from zoo.registry import register
+from zoo.vision._common import check_pooling, classifier
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -84,8 +85,7 @@ def _vit(
     classifier_activation,
     name,
 ):
-    if pooling not in (None, "avg", "max", "token"):
-        raise ValueError(f"pooling must be None, 'avg', 'max' or 'token', got {pooling!r}")
+    check_pooling(pooling, (None, "avg", "max", "token"))
     channels_first = keras.config.image_data_format() == "channels_first"
     rows, cols = input_shape[1:] if channels_first else input_shape[:2]
     if rows % patch_size or cols % patch_size:
@@ -116,9 +116,7 @@ def _vit(
         pool = layers.GlobalAveragePooling1D if pooling == "avg" else layers.GlobalMaxPooling1D
         x = pool(name=f"{pooling}_pool")(x)
     if include_top:
-        x = layers.Dense(
-            num_classes, activation=classifier_activation, dtype="float32", name="predictions"
-        )(x)
+        x = classifier(x, num_classes, classifier_activation)
     return keras.Model(inputs, x, name=name)
 
 
