@@ -50,13 +50,13 @@ format: venv
 bench: bench-train bench-serve
 
 bench-train: venv
-	$(PY) bench/bench_train.py
+	$(PY) bench/bench_train.py $(ARGS)
 
 bench-serve: venv
-	$(PY) bench/bench_serve.py
+	$(PY) bench/bench_serve.py $(ARGS)
 
 bench-gpu:
-	KERAS_BACKEND=jax $(PYTHON) bench/bench_gpu.py
+	KERAS_BACKEND=jax $(PYTHON) bench/bench_gpu.py $(ARGS)
 
 clean:
 	rm -rf runs exports bench/results
