@@ -5,8 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 ARGS ?=
 
-.PHONY: venv test test-slow lint format tensorboard serve serve-config bench bench-train bench-serve bench-gpu clean \
-        train-cnn train-resnet
+.PHONY: venv test test-slow lint format tensorboard serve serve-config bench bench-train bench-serve bench-gpu clean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -15,13 +14,46 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
-# ---- training (any recipe: `python -m training train <recipe>`; `python -m training list`) ----
-train-cnn: venv
-	$(PY) -m training train cnn $(ARGS)
+# ---- training: `make train-<recipe>` runs `python -m training train <recipe> $(ARGS)` ----
+# (`python -m training list` shows every recipe; offline tfds files go in TFDS_MANUAL_DIR)
+TFDS_MANUAL_DIR ?= $(abspath ../shared/data/tfds-manual)
+export TFDS_MANUAL_DIR
+TRAIN = $(PY) -m training train $(@:train-%=%) $(ARGS)
+.PHONY: train-cnn train-gan train-gan-fashion train-wgan-gp train-autoencoder train-vae \
+        train-lstm-imdb train-char-rnn train-transformer-pt-en train-gpt-shakespeare-char \
+        train-gpt-shakespeare-char-cpu train-bert-mlm train-bert-imdb train-resnet18-cifar10 \
+        train-resnet34-cifar10 train-resnet50-cifar10 train-vgg11-cifar10 train-vgg16-cifar10 \
+        train-inception_v3-cifar10 train-googlenet-cifar10 train-mobilenet_v2-cifar10 \
+        train-mobilenet_v3_small-cifar10 train-efficientnet_b0-cifar10 train-vit_tiny16-cifar10 \
+        train-resnet
 
-# ResNet-18 on CIFAR-10; every vision model has a `<model>-cifar10` recipe and target
-train-resnet: venv
-	$(PY) -m training train resnet18-cifar10 $(ARGS)
+train-cnn: venv ; $(TRAIN)
+train-gan: venv ; $(TRAIN)
+train-gan-fashion: venv ; $(TRAIN)
+train-wgan-gp: venv ; $(TRAIN)
+train-autoencoder: venv ; $(TRAIN)
+train-vae: venv ; $(TRAIN)
+train-lstm-imdb: venv ; $(TRAIN)
+train-char-rnn: venv ; $(TRAIN)
+train-transformer-pt-en: venv ; $(TRAIN)
+train-gpt-shakespeare-char: venv ; $(TRAIN)
+train-gpt-shakespeare-char-cpu: venv ; $(TRAIN)
+train-bert-mlm: venv ; $(TRAIN)
+train-bert-imdb: venv ; $(TRAIN)
+train-resnet18-cifar10: venv ; $(TRAIN)
+train-resnet34-cifar10: venv ; $(TRAIN)
+train-resnet50-cifar10: venv ; $(TRAIN)
+train-vgg11-cifar10: venv ; $(TRAIN)
+train-vgg16-cifar10: venv ; $(TRAIN)
+train-inception_v3-cifar10: venv ; $(TRAIN)
+train-googlenet-cifar10: venv ; $(TRAIN)
+train-mobilenet_v2-cifar10: venv ; $(TRAIN)
+train-mobilenet_v3_small-cifar10: venv ; $(TRAIN)
+train-efficientnet_b0-cifar10: venv ; $(TRAIN)
+train-vit_tiny16-cifar10: venv ; $(TRAIN)
+
+# ResNet-18 on CIFAR-10
+train-resnet: venv ; $(PY) -m training train resnet18-cifar10 $(ARGS)
 
 # ---- watching and serving ----
 tensorboard: venv
@@ -60,23 +92,3 @@ bench-gpu:
 
 clean:
 	rm -rf runs exports bench/results
-
-# ---- the other families' recipes (`python -m training list`) ----
-TFDS_MANUAL_DIR ?= $(abspath ../shared/data/tfds-manual)
-export TFDS_MANUAL_DIR
-.PHONY: train-gan train-gan-fashion train-wgan-gp train-autoencoder train-vae train-lstm-imdb \
-        train-char-rnn train-transformer-pt-en train-gpt-shakespeare-char train-gpt-shakespeare-char-cpu \
-        train-bert-mlm train-bert-imdb
-train-gan train-gan-fashion train-wgan-gp train-autoencoder train-vae train-lstm-imdb \
-train-char-rnn train-transformer-pt-en train-gpt-shakespeare-char train-gpt-shakespeare-char-cpu \
-train-bert-mlm train-bert-imdb: venv
-	$(PY) -m training train $(@:train-%=%) $(ARGS)
-
-VISION_TARGETS := train-resnet18-cifar10 train-resnet34-cifar10 train-resnet50-cifar10 \
-                  train-vgg11-cifar10 train-vgg16-cifar10 train-inception_v3-cifar10 \
-                  train-googlenet-cifar10 train-mobilenet_v2-cifar10 \
-                  train-mobilenet_v3_small-cifar10 train-efficientnet_b0-cifar10 \
-                  train-vit_tiny16-cifar10
-.PHONY: $(VISION_TARGETS)
-$(VISION_TARGETS): venv
-	$(PY) -m training train $(@:train-%=%) $(ARGS)

@@ -10,7 +10,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from ai_edge_litert.interpreter import Interpreter
 
+import zoo
 from training import data, distribute, loop, recipes
+from training.tasks import get_task
 
 CIFAR_RECIPES = [name for name in recipes.list_recipes() if name.endswith("-cifar10")]
 
@@ -39,8 +41,6 @@ def train_tiny(name, root, *sets):
 
 
 def test_every_vision_model_has_a_cifar10_recipe():
-    import zoo
-
     vision = {
         n for n in zoo.list_models() if zoo.get_spec(n).builder.__module__.startswith("zoo.vision.")
     }
@@ -58,6 +58,17 @@ def test_tiny_recipe_trains_exports_and_runs_int8(name, tmp_path):
     assert np.isfinite(result.metrics["loss"])
     saved = json.loads((result.run_dir / "recipe.json").read_text())
     assert saved["name"] == name and saved["model"]["name"] == name.removesuffix("-cifar10")
+    # the second epoch moved the weights: the epoch-1 checkpoint differs from the final model
+    at_epoch_1 = zoo.build(
+        saved["model"]["name"], tiny=True, input_shape=(32, 32, 3), num_classes=10,
+        **saved["model"]["overrides"],
+    )  # fmt: skip
+    checkpoint = tf.train.Checkpoint(model=at_epoch_1)
+    checkpoint.restore(
+        str(result.run_dir / "checkpoints" / "ckpt-3")
+    ).assert_existing_objects_matched()
+    pairs = zip(at_epoch_1.trainable_weights, result.model.trainable_weights)
+    assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in pairs)
 
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
     loaded = tf.saved_model.load(str(result.export_dir))
@@ -97,3 +108,42 @@ def test_auto_mixed_precision_is_off_on_cpu():
     assert distribute.mixed_precision("bfloat16") == "bfloat16"
     with pytest.raises(ValueError, match="unknown mixed precision 'half'"):
         distribute.mixed_precision("half")
+
+
+def test_crop_flip_augmentation_shifts_and_flips_deterministically():
+    features = tfds.features.FeaturesDict(
+        {
+            "image": tfds.features.Image(shape=(28, 28, 1)),
+            "label": tfds.features.ClassLabel(num_classes=10),
+        }
+    )
+    source = data.Source("fake", features, ["train"], lambda split: None)
+    image = np.arange(1, 28 * 28 + 1, dtype=np.float32).reshape(28, 28, 1)
+    pad = 3  # max(2, 28 // 8)
+
+    def shifts(x):  # every pad-and-crop of x
+        padded = np.pad(x, ((pad, pad), (pad, pad), (0, 0)))
+        return [
+            padded[i : i + 28, j : j + 28] for i in range(2 * pad + 1) for j in range(2 * pad + 1)
+        ]
+
+    def is_one_of(x, candidates):
+        return any(np.array_equal(x, c) for c in candidates)
+
+    Classification = get_task("classification")
+    assert Classification({"augment": "none"}, source).augment is None
+    crop = Classification({"augment": "crop"}, source).augment
+    crop_flip = Classification({"augment": "crop_flip"}, source).augment
+    outputs = []
+    for k in range(16):
+        seed = tf.constant([0, k], tf.int64)
+        out, label = crop_flip(tf.constant(image), 7, seed=seed)
+        again, _ = crop_flip(tf.constant(image), 7, seed=seed)
+        assert label == 7 and np.array_equal(out, again)  # the seed alone decides
+        outputs.append(out.numpy())
+        cropped, _ = crop(tf.constant(image), 7, seed=seed)
+        assert is_one_of(cropped.numpy(), shifts(image))  # never flipped
+    flipped = [is_one_of(o, shifts(image[:, ::-1])) for o in outputs]
+    plain = [is_one_of(o, shifts(image)) for o in outputs]
+    assert all(f or p for f, p in zip(flipped, plain)) and any(flipped) and any(plain)
+    assert len({o.tobytes() for o in outputs}) > 4  # the crops vary with the seed
