@@ -1,19 +1,21 @@
 """Data sources and tf.data pipelines.
 
-A source is a tfds data set (`mnist`, `cifar10`, `tiny_shakespeare`, ...) or an image folder
-(`folder:PATH` holding `PATH/<split>/<label>/<image>`). Either way a split loads as a
-tf.data.Dataset of feature dicts described by a tfds `FeaturesDict`, so a task reads both the
-same way.
+A source is a tfds data set (`mnist`, `cifar10`, `tiny_shakespeare`, ...), an image folder
+(`folder:PATH` holding `PATH/<split>/<label>/<image>`) or a sample bundled with the project
+(`sample:mnist5k`, training/samples/). Whichever, a split loads as a tf.data.Dataset of feature
+dicts described by a tfds `FeaturesDict`, so a task reads them all the same way.
 
 Offline: `TFDS_DATA_DIR` points at prepared data, `TFDS_MANUAL_DIR` at original download files
 (tfds checks their checksums and prepares them). With neither and no network, loading stops with a
-`DataError` naming the files to place: it never hangs on a download.
+`DataError` naming the files to place: it never hangs on a download. A recipe's `data.fallback`
+(e.g. `sample:mnist5k` for `mnist`) is opened instead in that case, with one line saying so.
 """
 
 import dataclasses
 import os
 import pathlib
 import socket
+import sys
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -24,6 +26,11 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 class DataError(Exception):
     """The data cannot be had: a one-line reason for the user."""
+
+
+class NotPrepared(DataError):
+    """A tfds data set that is not prepared and cannot be here: no network, and TFDS_MANUAL_DIR
+    lacks its files (or tfds could not download them). A recipe's `data.fallback` applies."""
 
 
 @dataclasses.dataclass
@@ -47,11 +54,33 @@ class Source:
         return list(label.names) if isinstance(label, tfds.features.ClassLabel) else []
 
 
-def open_source(spec: str) -> Source:
-    """`mnist`, `ted_hrlr_translate/pt_to_en`, or `folder:PATH`."""
+def open_source(spec: str, fallback: str | None = None) -> Source:
+    """`mnist`, `ted_hrlr_translate/pt_to_en`, `folder:PATH` or `sample:NAME`.
+
+    `fallback` (a recipe's `data.fallback`): the source to open when the tfds data set `spec`
+    cannot be prepared here (NotPrepared); one line on stderr says so. A bundled sample stands in
+    only for the data set it samples (`--dataset fashion_mnist` never trains on MNIST digits)."""
     if spec.startswith("folder:"):
         return _folder_source(pathlib.Path(spec[len("folder:") :]).expanduser())
-    return _tfds_source(spec)
+    if spec.startswith("sample:"):
+        return _sample_source(spec[len("sample:") :])
+    try:
+        return _tfds_source(spec)
+    except NotPrepared as e:
+        if not fallback or not _stands_in_for(fallback, spec):
+            raise
+        source = open_source(fallback)
+        print(f"note: {e}. Training on {fallback} instead: {source.description}", file=sys.stderr)
+        return source
+
+
+def _stands_in_for(fallback: str, name: str) -> bool:
+    if not fallback.startswith("sample:"):
+        return True
+    sample = fallback[len("sample:") :]
+    from training import samples
+
+    return sample in samples.SAMPLES and samples.SAMPLES[sample][0] == name.split("/")[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,9 +117,14 @@ def _tfds_source(name: str) -> Source:
                     f"{str(e).splitlines()[0]}"
                 ) from None
         elif network_available():
-            builder.download_and_prepare()
+            try:
+                builder.download_and_prepare()
+            except Exception as e:  # a proxy or firewall lets the probe through, not the download
+                raise NotPrepared(
+                    f"tfds could not download {name!r}: {str(e).splitlines()[0]}"
+                ) from None
         else:
-            raise DataError(_offline_message(builder))
+            raise NotPrepared(_offline_message(builder))
     splits = list(builder.info.splits.keys())
 
     def load(split):
@@ -165,6 +199,32 @@ def _images_by_label(split_dir: pathlib.Path) -> dict[str, list[pathlib.Path]]:
         if images:
             found[label_dir.name] = images
     return found
+
+
+# ---------------------------------------------------------------------------------------------
+# samples bundled with the project (training/samples/)
+
+
+def _sample_source(name: str) -> Source:
+    from training import samples
+
+    if name not in samples.SAMPLES:
+        known = ", ".join(f"sample:{n}" for n in samples.SAMPLES)
+        raise DataError(f"no bundled sample {name!r} (known: {known})")
+    arrays = samples.load(name)
+    features = tfds.features.FeaturesDict(
+        {
+            "image": tfds.features.Image(shape=arrays["train_images"].shape[1:]),
+            "label": tfds.features.ClassLabel(names=[str(n) for n in arrays["class_names"]]),
+        }
+    )
+
+    def load(split):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"].astype("int64")
+        return tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
+
+    description = samples.SAMPLES[name][1]
+    return Source(f"sample:{name}", features, list(samples.SPLITS), load, description)
 
 
 # ---------------------------------------------------------------------------------------------

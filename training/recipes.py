@@ -20,6 +20,7 @@ DEFAULTS = {
     "model": {"name": None, "overrides": {}},
     "data": {
         "dataset": None,
+        "fallback": None,  # opened instead when the tfds data set cannot be prepared offline
         "train_split": "train",
         "validation_split": "test",
         "shuffle_buffer": 10000,
