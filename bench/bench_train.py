@@ -81,7 +81,7 @@ def zoo_loop(recipe, logdir):
     """Images over seconds across the logging windows after the first epoch, each window's
     seconds being its images over its logged examples_per_second (as fit's epochs, evaluation
     at the epoch ends is not counted)."""
-    result = loop.train(recipe, logdir=logdir, export=False, verbose=False)
+    result = loop.train(recipe, logdir=logdir, verbose=False)
     acc = EventAccumulator(str(result.run_dir / "train"), size_guidance={"tensors": 0})
     acc.Reload()
     steps_per_epoch = result.steps // recipe["train"]["epochs"]

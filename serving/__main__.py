@@ -4,12 +4,14 @@ import importlib
 import sys
 
 COMMANDS = {
-    "export": ("serving.export", "export a training run as a SavedModel in TF Serving's layout"),
-    "tflite": ("serving.tflite", "convert an export to TFLite variants + a size/accuracy report"),
+    "export": ("serving.exporters", "export a training run in its recipe's formats"),
+    "tflite": ("serving.exporters.tflite", "convert an export to TFLite variants + a report"),
     "serve": ("serving.server", "serve exports/ (TF Serving if installed, else the embedded one)"),
     "predict": ("serving.client", "send an image to a running server and print the top classes"),
     "config": ("serving.config", "write models.config, batching.config, monitoring.config"),
 }
+
+NEEDS_TENSORFLOW = {"export", "tflite", "serve"}
 
 
 def main(argv=None) -> int:
@@ -22,6 +24,10 @@ def main(argv=None) -> int:
             print(f"\nerror: unknown command {argv[0]!r}", file=sys.stderr)
             return 2
         return 0 if argv else 2
+    if argv[0] in NEEDS_TENSORFLOW:
+        import console
+
+        console.import_tensorflow()
     module = importlib.import_module(COMMANDS[argv[0]][0])
     return module.main(argv[1:])
 

@@ -1,5 +1,7 @@
-"""Shared fixtures: the offline data beside the checkout, quiet TensorFlow, tiny subprocess runs."""
+"""Shared fixtures: the offline data beside the checkout, quiet TensorFlow, tiny subprocess runs,
+and training + export in one process."""
 
+import dataclasses
 import os
 import pathlib
 import subprocess
@@ -30,3 +32,44 @@ def run_module(*args, env=None, timeout=600, cwd=None):
         text=True,
         timeout=timeout,
     )
+
+
+@dataclasses.dataclass
+class Exported:
+    """A RunResult with the SavedModel version directory its export wrote."""
+
+    run: object
+    export_dir: pathlib.Path
+
+    def __getattr__(self, name):
+        return getattr(self.run, name)
+
+
+def train_and_export(recipe, root, **train_kwargs) -> Exported:
+    """What `python -m training train` does, in this process: the loop, then the recipe's export
+    formats (runs/ and exports/ under `root`)."""
+    from serving import exporters
+    from training import loop
+
+    root = pathlib.Path(root)
+    result = loop.train(recipe, logdir=root / "runs", verbose=False, **train_kwargs)
+    written = exporters.export_run(result.run_dir, root / "exports", say=lambda *_: None)
+    return Exported(result, pathlib.Path(written["saved_model"]))
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn_run(shared_data, tmp_path_factory):
+    """A finished run of the cnn recipe (tiny, 4 steps on the shared digits), not exported."""
+    from training import loop, recipes
+
+    recipe = recipes.resolve(
+        "cnn",
+        [
+            f"data.dataset=folder:{shared_data / 'mnist5k'}",
+            "run.tiny=true",
+            "train.max_steps=4",
+            "train.batch_size=32",
+            "data.shuffle_buffer=256",
+        ],
+    )
+    return loop.train(recipe, logdir=tmp_path_factory.mktemp("tiny-cnn"), verbose=False)

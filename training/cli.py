@@ -1,4 +1,9 @@
-"""`python -m training train <recipe> ...` and `python -m training list`.
+"""`python -m training train <recipe> ...`, `python -m training launch ...` and
+`python -m training list`.
+
+`train` runs the loop, then hands the finished run directory to `python -m serving export` in a
+fresh process (the recipe's `export.formats`; `--no-export` skips it) and prints one JSON line:
+run_dir, steps, seconds, validation metrics and the export.
 
 Exit codes: 0 done, 1 the run failed (e.g. NaN loss), 2 bad request (unknown model, recipe,
 data set or strategy; malformed --set; missing data) with nothing written, 143 stopped by SIGTERM
@@ -8,15 +13,16 @@ after saving a checkpoint.
 import argparse
 import json
 import os
+import pathlib
+import subprocess
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _parser():
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="models, recipes, data sets, strategies")
+    commands.add_parser("launch", help="train on N local worker processes, or emit a k8s TFJob")
     t = commands.add_parser("train", help="train a recipe")
     t.add_argument("recipe")
     t.add_argument(
@@ -46,8 +52,15 @@ def _parser():
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["launch"]:  # its own flags, then a train command line for every worker
+        from training import launch
+
+        return launch.main(argv[1:])
     args = _parser().parse_args(argv)
-    import tensorflow as tf  # noqa: F401  (after argparse: --help stays fast)
+    import console
+
+    console.import_tensorflow()  # after argparse: --help stays fast
 
     import zoo
     from training import data, distribute, loop, recipes
@@ -78,13 +91,7 @@ def main(argv=None) -> int:
             recipe = recipes.resolve(args.recipe, sets, base=saved)
         else:
             recipe = recipes.resolve(args.recipe, sets)
-        result = loop.train(
-            recipe,
-            logdir=args.logdir,
-            export_dir=args.export_dir,
-            resume_dir=resume_dir,
-            export=not args.no_export,
-        )
+        result = loop.train(recipe, logdir=args.logdir, resume_dir=resume_dir)
     except (recipes.RecipeError, data.DataError, zoo.UnknownModelError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -94,6 +101,16 @@ def main(argv=None) -> int:
     except loop.TrainingError as e:
         print(f"\nfailed: {e}", file=sys.stderr)
         return 1
+    exported = None
+    if result.chief and not args.no_export and recipe["export"]["formats"]:
+        code, exported = export(result.run_dir, args.export_dir)
+        if code:
+            print(
+                f"\nfailed: the export of {result.run_dir} (exit {code}); the run is complete: "
+                f"python -m serving export {result.run_dir} retries it",
+                file=sys.stderr,
+            )
+            return code
     print(
         json.dumps(
             {
@@ -101,11 +118,38 @@ def main(argv=None) -> int:
                 "steps": result.steps,
                 "seconds": round(result.seconds, 1),
                 "validation": result.metrics,
-                "export": str(result.export_dir) if result.export_dir else None,
+                "export": exported,
             }
         )
     )
     return 0
+
+
+def export(run_dir, export_dir) -> tuple[int, str | None]:
+    """Hand a finished run to `python -m serving export` in a fresh process (training and serving
+    import nothing of each other); (exit code, the SavedModel version directory or None)."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "serving",
+        "export",
+        str(run_dir),
+        "--export-dir",
+        str(export_dir),
+    ]
+    sys.stdout.flush()
+    code = subprocess.run(command, env=env).returncode
+    record = pathlib.Path(run_dir, "exports.json")
+    if code or not record.is_file():
+        return code or 1, None
+    written = json.loads(record.read_text())
+    written.pop("name", None)
+    return 0, written.get("saved_model") or next(iter(written.values()), None)
 
 
 def _list(zoo, recipes, distribute) -> int:

@@ -2,8 +2,14 @@
 
 `strategy.run` + a Keras model + Keras optimizers (Keras 3 `Model.fit` fails under
 MultiWorkerMirroredStrategy, keras-team/keras#20585). The task owns the per-replica step; the loop
-owns everything around it: data order, checkpoints and resume, SIGTERM, NaN, TensorBoard, and the
-hand-off to the exporter. Only the chief writes.
+owns everything around it: data order, checkpoints and resume, SIGTERM, NaN, progress and
+TensorBoard. Only the chief writes. Exporting is not the loop's job: the command line hands the
+finished run directory to `python -m serving export` once `train` has returned.
+
+    train(recipe)  =  _setup  (check the request, build, restore; nothing written before it passes)
+                   -> _epoch  (steps in compiled chunks between log/checkpoint points, then
+                               validation, pictures, a checkpoint and model.keras) until done
+                   -> _finish (calibration sample, export_info.json, metrics.json)
 
 Run directory: runs/<recipe>/<UTC time>/ with recipe.json, train/ and validation/ event files,
 checkpoints/, model.keras, calibration.npz, export_info.json, metrics.json.
@@ -27,11 +33,14 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
+import console
 import zoo
 from training import data, distribute, optimizers
 from training.tasks import get_task
 
 SUM = tf.distribute.ReduceOp.SUM
+POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16", None: "float32"}
+PLAIN_PROGRESS_SECONDS = 10.0  # without a terminal, a progress line at most this often
 
 
 class TrainingError(Exception):
@@ -46,10 +55,10 @@ class Interrupted(Exception):
 class RunResult:
     run_dir: pathlib.Path
     steps: int
-    metrics: dict
+    metrics: dict  # validation metrics of the last epoch
     model: keras.Model
-    export_dir: pathlib.Path | None = None
     seconds: float = 0.0
+    chief: bool = True  # only the chief's run directory is kept (and exported)
 
 
 def find_resumable(logdir, recipe_name) -> pathlib.Path | None:
@@ -58,23 +67,73 @@ def find_resumable(logdir, recipe_name) -> pathlib.Path | None:
     return runs[-1].parent.parent if runs else None
 
 
-def train(
-    recipe, *, logdir="runs", export_dir="exports", resume_dir=None, export=True, verbose=True
-):
+def train(recipe, *, logdir="runs", resume_dir=None, verbose=True) -> RunResult:
     """Train `recipe` (a resolved recipe dict); returns a RunResult. Raises ValueError,
     data.DataError or zoo.UnknownModelError before anything is written, TrainingError or
     Interrupted after."""
-    run = recipe["run"]
-    strategy = distribute.make_strategy(run["strategy"])
+    previous_policy = keras.mixed_precision.global_policy()
+    run = None
+    try:
+        run = _setup(recipe, logdir, resume_dir, verbose)
+        with _sigterm_flag() as stop:
+            while run.step < run.total_steps:
+                _epoch(run, stop)
+        return _finish(run)
+    finally:
+        if run is not None:
+            run.close()
+        keras.mixed_precision.set_dtype_policy(previous_policy)
+
+
+@dataclasses.dataclass
+class _Run:
+    """Everything one run carries from setup through its epochs to the finish."""
+
+    recipe: dict
+    strategy: tf.distribute.Strategy
+    chief: bool
+    task: object
+    model: keras.Model
+    opts: dict
+    loop: "_Loop"
+    train_ds: tf.data.Dataset
+    val_ds: tf.data.Dataset
+    steps_per_epoch: int
+    total_steps: int
+    run_dir: pathlib.Path
+    manager: tf.train.CheckpointManager
+    step_var: tf.Variable
+    writers: "_Writers"
+    progress: "_Progress"
+    sample: tuple  # a fixed batch of validation examples for pictures
+    say: object
+    step: int = 0
+    metrics: dict = dataclasses.field(default_factory=dict)
+    started: float = dataclasses.field(default_factory=time.time)
+
+    @property
+    def cfg(self):
+        return self.recipe["train"]
+
+    def close(self):
+        self.writers.close()
+        if not self.chief:  # a worker's checkpoints live in a temporary directory
+            shutil.rmtree(pathlib.Path(self.manager.directory).parent, ignore_errors=True)
+
+
+def _setup(recipe, logdir, resume_dir, verbose) -> _Run:
+    run, cfg, dcfg = recipe["run"], recipe["train"], recipe["data"]
+    with console.quiet():  # the first device query prints CUDA notices on CPU-only machines
+        strategy = distribute.make_strategy(run["strategy"])  # first: multi_worker sets up TF
+        precision = distribute.mixed_precision(run["mixed_precision"])
     chief = distribute.is_chief(strategy)
     say = print if (verbose and chief) else (lambda *a, **k: None)
 
     # Everything that can be wrong with the request is checked before a directory is made.
     spec = zoo.get_spec(recipe["model"]["name"])
-    task = get_task(recipe["task"]["name"])(
-        recipe["task"], data.open_source(recipe["data"]["dataset"])
-    )
-    cfg, dcfg = recipe["train"], recipe["data"]
+    task_class = get_task(recipe["task"]["name"])
+    zoo.check_signatures(task_class.name, recipe["export"]["saved_model"]["signatures"])
+    task = task_class(recipe["task"], data.open_source(dcfg["dataset"]))
     train_ds = data.prepared(task.source, dcfg["train_split"], task.inputs, dcfg["cache"])
     val_ds = data.prepared(task.source, dcfg["validation_split"], task.inputs, dcfg["cache"])
     n_train = data.count(train_ds)
@@ -85,154 +144,174 @@ def train(
     total_steps = int(cfg["epochs"]) * steps_per_epoch
     if cfg["max_steps"]:
         total_steps = min(total_steps, int(cfg["max_steps"]))
-    precision = distribute.mixed_precision(run["mixed_precision"])
-    policy = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16", None: "float32"}
 
-    previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_dtype_policy(policy[precision])
+    keras.mixed_precision.set_dtype_policy(POLICIES[precision])
     keras.utils.set_random_seed(int(cfg["seed"]))
-    try:
-        with strategy.scope():
-            overrides = {**task.model_overrides(), **recipe["model"]["overrides"]}
-            model = zoo.build(spec.name, tiny=run["tiny"], **overrides)
-            opts = task.build_optimizers(
-                model,
-                lambda: optimizers.build(
-                    recipe["optimizer"], total_steps, loss_scale=precision == "float16"
-                ),
-            )
-            step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-            checkpoint = tf.train.Checkpoint(
-                model=model, step=step_var, **{f"optimizer_{k}": o for k, o in opts.items()}
-            )
+    with strategy.scope():
+        overrides = {**task.model_overrides(), **recipe["model"]["overrides"]}
+        model = zoo.build(spec.name, tiny=run["tiny"], **overrides)
+        opts = task.build_optimizers(
+            model,
+            lambda: optimizers.build(
+                recipe["optimizer"], total_steps, loss_scale=precision == "float16"
+            ),
+        )
+        step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+        checkpoint = tf.train.Checkpoint(
+            model=model, step=step_var, **{f"optimizer_{k}": o for k, o in opts.items()}
+        )
 
-        run_dir = (
-            pathlib.Path(resume_dir) if resume_dir else _new_run_dir(logdir, recipe["name"], chief)
-        )
-        ckpt_dir = (
-            run_dir / "checkpoints" if chief else pathlib.Path(tempfile.mkdtemp()) / "checkpoints"
-        )
-        manager = tf.train.CheckpointManager(
-            checkpoint,
-            str(ckpt_dir),
-            max_to_keep=int(cfg["keep_checkpoints"]),
-            step_counter=step_var,
-        )
-        if resume_dir:
-            if not manager.latest_checkpoint:
-                raise ValueError(f"nothing to resume in {run_dir}: it has no checkpoint")
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            say(f"resuming {run_dir} from {manager.latest_checkpoint}")
-        if chief:
-            (run_dir / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
-        writers = _Writers(run_dir, chief)
-        if chief and not resume_dir:
-            writers.hparams(recipe, run_dir.name, task.metrics)
+    if resume_dir:
+        run_dir = pathlib.Path(resume_dir)
+    else:
+        run_dir = _new_run_dir(logdir, recipe["name"], chief)
+    ckpt_root = run_dir if chief else pathlib.Path(tempfile.mkdtemp())
+    ckpt_dir = ckpt_root / "checkpoints"
+    manager = tf.train.CheckpointManager(
+        checkpoint, str(ckpt_dir), max_to_keep=int(cfg["keep_checkpoints"]), step_counter=step_var
+    )
+    if resume_dir:
+        if not manager.latest_checkpoint:
+            raise ValueError(f"nothing to resume in {run_dir}: it has no checkpoint")
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        say(f"resuming {run_dir} from {manager.latest_checkpoint}")
+    if chief:
+        (run_dir / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    writers = _Writers(run_dir, chief)
+    if chief and not resume_dir:
+        writers.hparams(recipe, f"{recipe['name']}/{run_dir.name}")
+    say(
+        f"training {spec.name} on {dcfg['dataset']} ({n_train} examples, {steps_per_epoch} "
+        f"steps/epoch, {total_steps} steps, {strategy.num_replicas_in_sync} replica(s), "
+        f"{POLICIES[precision]}) -> {run_dir}"
+    )
+    # a fixed sample for pictures, drawn across the split (folders are sorted by label)
+    sample = next(iter(val_ds.shuffle(2048, seed=0).batch(25).as_numpy_iterator()))
+    return _Run(
+        recipe=recipe,
+        strategy=strategy,
+        chief=chief,
+        task=task,
+        model=model,
+        opts=opts,
+        loop=_Loop(strategy, task, model, opts, batch, run["jit"]),
+        train_ds=train_ds,
+        val_ds=val_ds,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        run_dir=run_dir,
+        manager=manager,
+        step_var=step_var,
+        writers=writers,
+        progress=_Progress(verbose and chief),
+        sample=sample,
+        say=say,
+        step=int(step_var.numpy()),
+    )
 
-        loop = _Loop(strategy, task, model, opts, batch, run["jit"])
-        say(
-            f"training {spec.name} on {recipe['data']['dataset']} ({n_train} examples, "
-            f"{steps_per_epoch} steps/epoch, {total_steps} steps, {strategy.num_replicas_in_sync} "
-            f"replica(s), {policy[precision]}) -> {run_dir}"
-        )
-        # a fixed sample for pictures, drawn across the split (folders are sorted by label)
-        sample = next(iter(val_ds.shuffle(2048, seed=0).batch(25).as_numpy_iterator()))
-        started = time.time()
-        step = int(step_var.numpy())
-        metrics = {}
-        with _sigterm_flag() as stop:
-            while step < total_steps:
-                epoch = step // steps_per_epoch
-                batches = data.train_batches(
-                    train_ds,
-                    batch_size=batch,
-                    epoch=epoch,
-                    seed=int(cfg["seed"]),
-                    shuffle_buffer=int(dcfg["shuffle_buffer"]),
-                    augment=task.augment,
-                    skip=step % steps_per_epoch,
-                )
-                log_every, ckpt_every = int(cfg["log_every"]), int(cfg["checkpoint_every"])
-                epoch_end = min((epoch + 1) * steps_per_epoch, total_steps)
-                iterator = iter(strategy.experimental_distribute_dataset(batches))
-                epoch_totals, window, window_start = {}, {}, time.time()
-                while step < epoch_end:
-                    # one compiled loop up to the next log, checkpoint or epoch boundary
-                    first = step + 1
-                    step = min(
-                        _next_multiple(step, log_every), _next_multiple(step, ckpt_every), epoch_end
-                    )
-                    sums = loop.train(iterator, step - first + 1)
-                    bad = [k for k, v in sums.items() if np.ndim(v) == 0 and not math.isfinite(v)]
-                    if bad:
-                        last = manager.latest_checkpoint or "none (no checkpoint was saved yet)"
-                        raise TrainingError(
-                            f"{', '.join(bad)} became {sums[bad[0]]} in steps {first}-{step}: "
-                            f"stopped. Last good checkpoint: {last}"
-                        )
-                    _accumulate(epoch_totals, sums)
-                    _accumulate(window, sums)
-                    if step % log_every == 0 or step == epoch_end:
-                        elapsed = max(time.time() - window_start, 1e-9)
-                        scalars = {f"batch_{k}": v for k, v in task.results(window).items()}
-                        scalars["examples_per_second"] = window["count"] / elapsed
-                        scalars.update(_learning_rates(opts, step))
-                        writers.scalars("train", scalars, step)
-                        say(
-                            _progress(epoch, cfg["epochs"], step, total_steps, scalars),
-                            end="\r" if sys.stdout.isatty() else "\n",
-                        )
-                        window, window_start = {}, time.time()
-                    if step % ckpt_every == 0:
-                        _save(manager, step_var, step, chief)
-                    if stop:
-                        _save(manager, step_var, step, chief)
-                        raise Interrupted(
-                            f"SIGTERM at step {step}: checkpoint saved in {ckpt_dir}; "
-                            f"continue with --resume"
-                        )
-                val_totals = loop.evaluate(
-                    strategy.experimental_distribute_dataset(
-                        data.eval_batches(val_ds, batch_size=int(cfg["eval_batch_size"]))
-                    )
-                )
-                metrics = task.results(val_totals)
-                writers.scalars(
-                    "train", {f"epoch_{k}": v for k, v in task.results(epoch_totals).items()}, step
-                )
-                writers.scalars("validation", {f"epoch_{k}": v for k, v in metrics.items()}, step)
-                if chief:
-                    with writers.validation.as_default():
-                        extra = task.log_epoch(model, sample, val_totals, step) or {}
-                    metrics.update(extra)
-                    writers.scalars("validation", {f"epoch_{k}": v for k, v in extra.items()}, step)
-                    with writers.train.as_default():
-                        for variable in model.trainable_variables:
-                            tf.summary.histogram(variable.path, variable.value, step=step)
-                    writers.flush()
-                _save(manager, step_var, step, chief)
-                if chief:
-                    _save_model(model, run_dir / "model.keras")
-                say(
-                    f"\nepoch {epoch + 1}: "
-                    + "  ".join(f"val_{k} {v:.4f}" for k, v in metrics.items())
-                )
-        seconds = time.time() - started
-        result = RunResult(run_dir, step, metrics, model, seconds=seconds)
-        if chief:
-            _finish(run_dir, task, train_ds, val_ds, metrics, step, seconds)
-            say(
-                f"done: {step} steps in {seconds:.1f} s; "
-                + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+def _epoch(run: _Run, stop):
+    """One epoch (or what is left of it): train to its end, then validate, log and save."""
+    cfg, dcfg = run.cfg, run.recipe["data"]
+    epoch = run.step // run.steps_per_epoch
+    epoch_start = epoch * run.steps_per_epoch
+    epoch_end = min(epoch_start + run.steps_per_epoch, run.total_steps)
+    batches = data.train_batches(
+        run.train_ds,
+        batch_size=int(cfg["batch_size"]),
+        epoch=epoch,
+        seed=int(cfg["seed"]),
+        shuffle_buffer=int(dcfg["shuffle_buffer"]),
+        augment=run.task.augment,
+        skip=run.step - epoch_start,
+    )
+    log_every, ckpt_every = int(cfg["log_every"]), int(cfg["checkpoint_every"])
+    title = f"epoch {epoch + 1}/{cfg['epochs']}"
+    run.progress.start(title, run.step - epoch_start, epoch_end - epoch_start)
+    totals, window, window_start = {}, {}, time.time()
+    iterator = iter(run.strategy.experimental_distribute_dataset(batches))
+    while run.step < epoch_end:
+        # one compiled loop up to the next log, checkpoint or epoch boundary
+        first = run.step + 1
+        run.step = min(_next_multiple(run.step, log_every), _next_multiple(run.step, ckpt_every))
+        run.step = min(run.step, epoch_end)
+        sums = run.loop.train(iterator, run.step - first + 1)
+        _check_finite(run, sums, first)
+        _accumulate(totals, sums)
+        _accumulate(window, sums)
+        if run.step % log_every == 0 or run.step == epoch_end:
+            elapsed = max(time.time() - window_start, 1e-9)
+            scalars = {f"batch_{k}": v for k, v in run.task.results(window).items()}
+            scalars["examples_per_second"] = window["count"] / elapsed
+            scalars.update(_learning_rates(run.opts))
+            run.writers.scalars("train", scalars, run.step)
+            run.progress.update(run.step - epoch_start, scalars)
+            window, window_start = {}, time.time()
+        if run.step % ckpt_every == 0:
+            _save(run)
+        if stop:
+            _save(run)
+            run.progress.close()
+            raise Interrupted(
+                f"SIGTERM at step {run.step}: checkpoint saved in {run.manager.directory}; "
+                "continue with --resume"
             )
-            if export:
-                result.export_dir = _export(run_dir, export_dir, recipe, say)
-        writers.close()
-        if not chief:
-            shutil.rmtree(ckpt_dir.parent, ignore_errors=True)
-        return result
-    finally:
-        keras.mixed_precision.set_dtype_policy(previous_policy)
+    del iterator  # its prefetch threads end now, not at interpreter exit
+    seconds = run.progress.close()
+
+    val_totals = run.loop.evaluate(
+        run.strategy.experimental_distribute_dataset(
+            data.eval_batches(run.val_ds, batch_size=int(cfg["eval_batch_size"]))
+        )
+    )
+    run.metrics = run.task.results(val_totals)
+    train_metrics = run.task.results(totals)
+    run.writers.scalars("train", {f"epoch_{k}": v for k, v in train_metrics.items()}, run.step)
+    if run.chief:
+        with run.writers.validation.as_default():
+            extra = run.task.log_epoch(run.model, run.sample, val_totals, run.step) or {}
+        run.metrics.update(extra)
+        with run.writers.train.as_default():
+            for variable in run.model.trainable_variables:
+                tf.summary.histogram(variable.path, variable.value, step=run.step)
+    run.writers.scalars("validation", {f"epoch_{k}": v for k, v in run.metrics.items()}, run.step)
+    run.writers.flush()
+    _save(run)
+    if run.chief:
+        _save_model(run.model, run.run_dir / "model.keras")
+    done = run.step - epoch_start
+    partial = ""
+    if done < run.steps_per_epoch:
+        partial = f" (partial: {done} of {run.steps_per_epoch} steps, max_steps reached)"
+    run.say(
+        f"{title}{partial}: {done} steps in {seconds:.1f} s; train {_shown(train_metrics)}"
+        f" | validation {_shown(run.metrics)}"
+    )
+
+
+def _finish(run: _Run) -> RunResult:
+    seconds = time.time() - run.started
+    if run.chief:
+        arrays = run.task.calibration(run.train_ds, run.val_ds)
+        if arrays:
+            np.savez_compressed(run.run_dir / "calibration.npz", **arrays)
+        info = {"task": run.task.name, **run.task.export_info()}
+        (run.run_dir / "export_info.json").write_text(json.dumps(info, indent=2) + "\n")
+        summary = {"steps": run.step, "seconds": round(seconds, 2), "validation": run.metrics}
+        (run.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    run.say(f"done: {run.step} steps in {seconds:.1f} s; validation {_shown(run.metrics)}")
+    return RunResult(run.run_dir, run.step, run.metrics, run.model, seconds, run.chief)
+
+
+def _check_finite(run: _Run, sums: dict, first: int):
+    bad = [k for k, v in sums.items() if np.ndim(v) == 0 and not math.isfinite(v)]
+    if bad:
+        run.progress.close()
+        last = run.manager.latest_checkpoint or "none (no checkpoint was saved yet)"
+        raise TrainingError(
+            f"{', '.join(bad)} became {sums[bad[0]]} in steps {first}-{run.step}: "
+            f"stopped. Last good checkpoint: {last}"
+        )
 
 
 class _Loop:
@@ -274,6 +353,54 @@ class _Loop:
         return totals
 
 
+class _Progress:
+    """A progress bar per epoch (elapsed, ETA, batch metrics) in a terminal; without one, a plain
+    line every PLAIN_PROGRESS_SECONDS. Silent off the chief and when not verbose."""
+
+    def __init__(self, enabled):
+        self.enabled, self.tty = enabled, sys.stdout.isatty()
+        self.bar, self.started, self.last_line = None, 0.0, 0.0
+
+    def start(self, title, done, total):
+        self.title, self.total, self.started = title, total, time.time()
+        self.last_line = self.started
+        if self.enabled and self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total, initial=done, desc=title, unit="step", leave=False, file=sys.stdout
+            )
+
+    def update(self, done, scalars):
+        if not self.enabled:
+            return
+        shown = {k.removeprefix("batch_"): v for k, v in scalars.items() if k.startswith("batch_")}
+        speed = f"{scalars['examples_per_second']:.0f} ex/s"
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{_shown(shown, 4)}  {speed}", refresh=False)
+            self.bar.update(done - self.bar.n)
+        elif time.time() - self.last_line >= PLAIN_PROGRESS_SECONDS and done < self.total:
+            self.last_line = time.time()
+            elapsed = self.last_line - self.started
+            eta = elapsed / max(done, 1) * (self.total - done)
+            print(
+                f"{self.title}  step {done}/{self.total}  {_shown(shown, 4)}  {speed}  "
+                f"{elapsed:.0f}s elapsed, ~{eta:.0f}s left",
+                flush=True,
+            )
+
+    def close(self) -> float:
+        """Ends the bar; the seconds since `start`."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        return time.time() - self.started
+
+
+def _shown(metrics: dict, digits=4) -> str:
+    return ", ".join(f"{k} {v:.{digits}g}" for k, v in metrics.items())
+
+
 def _reduce(strategy, per_replica: dict) -> dict:
     return {k: strategy.reduce(SUM, v, axis=None) for k, v in per_replica.items()}
 
@@ -287,7 +414,7 @@ def _accumulate(totals: dict, sums: dict) -> None:
         totals[k] = totals[k] + v if k in totals else v
 
 
-def _learning_rates(opts: dict, step: int) -> dict:
+def _learning_rates(opts: dict) -> dict:
     rates = {}
     for name, opt in opts.items():
         tag = "learning_rate" if len(opts) == 1 else f"learning_rate/{name}"
@@ -295,17 +422,9 @@ def _learning_rates(opts: dict, step: int) -> dict:
     return rates
 
 
-def _progress(epoch, epochs, step, total, scalars) -> str:
-    shown = "  ".join(
-        f"{k.removeprefix('batch_')} {v:.4g}" for k, v in scalars.items() if k.startswith("batch_")
-    )
-    speed = scalars["examples_per_second"]
-    return f"epoch {epoch + 1}/{epochs}  step {step}/{total}  {shown}  {speed:.0f} ex/s"
-
-
-def _save(manager, step_var, step, chief):
-    step_var.assign(step)
-    manager.save(checkpoint_number=step)
+def _save(run: _Run):
+    run.step_var.assign(run.step)
+    run.manager.save(checkpoint_number=run.step)
 
 
 def _save_model(model, path: pathlib.Path):
@@ -327,28 +446,6 @@ def _new_run_dir(logdir, recipe_name, chief) -> pathlib.Path:
     return run_dir
 
 
-def _finish(run_dir, task, train_ds, val_ds, metrics, steps, seconds):
-    arrays = task.calibration(train_ds, val_ds)
-    if arrays:
-        np.savez_compressed(run_dir / "calibration.npz", **arrays)
-    info = {"task": task.name, **task.export_info()}
-    (run_dir / "export_info.json").write_text(json.dumps(info, indent=2) + "\n")
-    summary = {"steps": steps, "seconds": round(seconds, 2), "validation": metrics}
-    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-
-
-def _export(run_dir, export_dir, recipe, say):
-    from serving import export as exporter
-    from serving import tflite
-
-    version_dir = exporter.export_run(run_dir, export_dir)
-    say(f"exported SavedModel -> {version_dir}")
-    if recipe["export"]["tflite"]:
-        report = tflite.convert(version_dir, recipe["export"]["tflite"])
-        say(f"TFLite variants and report -> {report.parent}")
-    return version_dir
-
-
 class _Writers:
     """train/ and validation/ event files (no-op writers off the chief)."""
 
@@ -365,17 +462,13 @@ class _Writers:
             for tag, value in values.items():
                 tf.summary.scalar(tag, value, step=step)
 
-    def hparams(self, recipe, trial, metrics):
+    def hparams(self, recipe, trial_id):
+        """The run's hyperparameters for TensorBoard's HParams tab. No experiment config is
+        written: with none, TensorBoard builds the table's columns from every run's own hparams
+        and scalars, so runs of different recipes (and tasks) each fill their own columns."""
         flat = {k: v for k, v in _flatten(recipe).items() if isinstance(v, (bool, int, float, str))}
         with self.root.as_default():
-            hp.hparams_config(
-                hparams=[hp.HParam(k) for k in flat],
-                metrics=[
-                    hp.Metric(f"epoch_{m}", group="validation", display_name=f"validation {m}")
-                    for m in metrics
-                ],
-            )
-            hp.hparams(flat, trial_id=trial)
+            hp.hparams(flat, trial_id=trial_id)
 
     def flush(self):
         for w in (self.root, self.train, self.validation):

@@ -1,9 +1,9 @@
 """Recipes: what to train, on what, how long, and what to export. Plain data.
 
 A recipe names a model (+ overrides), a data set, a task, an optimizer and schedule, epochs and
-batch size, and export variants. Any field can be changed from the command line with
-`--set path.to.field=value` (the value parsed as JSON, else taken as a string); the resolved recipe
-is saved as `recipe.json` in the run directory. Families add their recipes in
+batch size, and the export formats with their options. Any field can be changed from the command
+line with `--set path.to.field=value` (the value parsed as JSON, else taken as a string); the
+resolved recipe is saved as `recipe.json` in the run directory. Families add their recipes in
 training/recipe_book/<family>.py with `add(...)`.
 """
 
@@ -46,7 +46,13 @@ DEFAULTS = {
         "checkpoint_every": 500,
         "keep_checkpoints": 3,
     },
-    "export": {"name": None, "tflite": ["float32", "float16", "dynamic", "int8"]},
+    # exports/<name>/ (default: the recipe's name); each format's section holds its options
+    "export": {
+        "name": None,
+        "formats": ["saved_model", "tflite"],
+        "saved_model": {"signatures": None},  # None: every signature of the task
+        "tflite": {"variants": ["float32", "float16", "dynamic", "int8"]},
+    },
     # how to run it: the command-line flags --strategy, --mixed-precision, --jit, --tiny
     "run": {"strategy": "auto", "mixed_precision": None, "jit": False, "tiny": False},
 }

@@ -6,5 +6,16 @@ Importing the package registers every family.
 
 from zoo import generative, sequence, vision  # noqa: F401  (registers the families)
 from zoo.registry import ModelSpec, UnknownModelError, build, get_spec, list_models, register
+from zoo.tasks import TASK_KINDS, check_signatures, get_kind
 
-__all__ = ["ModelSpec", "UnknownModelError", "build", "get_spec", "list_models", "register"]
+__all__ = [
+    "TASK_KINDS",
+    "ModelSpec",
+    "UnknownModelError",
+    "build",
+    "check_signatures",
+    "get_kind",
+    "get_spec",
+    "list_models",
+    "register",
+]

@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import keras
 
+from zoo.tasks import get_kind
+
 
 class UnknownModelError(ValueError):
     """Raised for a model name that is not registered."""
@@ -20,7 +22,7 @@ class UnknownModelError(ValueError):
 class ModelSpec:
     name: str
     builder: Callable[..., keras.Model]
-    task: str  # the task kind that trains it: "classification", "language_model", ...
+    task: str  # its task kind (zoo/tasks.py): "classification", "language_model", ...
     input_shape: tuple  # default input shape, without the batch dimension
     citation: str
     tiny: dict  # overrides that make a model small enough to train one step in a test
@@ -37,6 +39,8 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 def register(name, *, task, input_shape, citation, tiny=None, **defaults):
     """Decorator: register `fn(**kwargs) -> keras.Model` under `name`."""
+
+    get_kind(task)  # an unknown kind fails at import, not after training
 
     def decorator(fn):
         if name in _REGISTRY:

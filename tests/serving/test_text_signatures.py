@@ -13,15 +13,10 @@ import tensorflow_text  # noqa: F401  (registers the wordpiece ops the exports u
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import zoo
-from serving.signatures.text import (
-    CharTokenizer,
-    Generator,
-    WordpieceTokenizer,
-    call_on_tokens,
-    greedy_decode,
-    pack,
-)
-from training import data, loop, recipes
+from tests.conftest import train_and_export
+from textkit import CharTokenizer, Generator, WordpieceTokenizer, greedy_decode, pack
+from training import data, recipes
+from zoo.sequence import call_on_tokens
 
 VOCAB = ["[PAD]", "[UNK]", "[START]", "[END]", "the", "cat", "##s", "sat", ".", "a", "dog"]
 
@@ -115,9 +110,7 @@ def train_mock(root, name, sets, examples=32):
     patch.setattr(data, "network_available", lambda: True)  # mock_data stands in for downloads
     try:
         with tfds.testing.mock_data(num_examples=examples):
-            return loop.train(
-                recipe, logdir=root / "runs", export_dir=root / "exports", verbose=False
-            )
+            return train_and_export(recipe, root)
     finally:
         patch.undo()
 
@@ -182,7 +175,7 @@ def translator_run(tmp_path_factory):
         "task.bleu_examples=8",
         "train.epochs=2",
         "train.batch_size=8",
-        'export.tflite=["float32","int8"]',
+        'export.tflite.variants=["float32","int8"]',
     ]
     return train_mock(tmp_path_factory.mktemp("translator"), "transformer-pt-en", sets)
 
@@ -223,7 +216,7 @@ def test_translate_signature_is_the_greedy_decoder(translator_run):
 @pytest.fixture(scope="module")
 def bert_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("bert")
-    common = ["task.seq_len=16", "train.batch_size=8", 'export.tflite=["float32"]']
+    common = ["task.seq_len=16", "train.batch_size=8", 'export.tflite.variants=["float32"]']
     mlm = train_mock(root, "bert-mlm", [*common, "task.vocab_size=200", "train.epochs=2"])
     # lr 0: the classifier keeps exactly the weights it started from
     sets = [*common, f"task.pretrained={mlm.run_dir}", "optimizer.lr=0.0", "train.epochs=1"]

@@ -52,7 +52,6 @@ def main():
         result = loop.train(
             recipe(name, data_dir, strategy),
             logdir=f"{logdir}/{strategy}",
-            export=False,
             verbose=False,
         )
         assert result.steps == STEPS, result.steps

@@ -9,7 +9,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from training import data, loop, recipes
+from tests.conftest import train_and_export
+from training import data, recipes
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +29,7 @@ def mock_run(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setattr(data, "network_available", lambda: True)  # mock_data stands in for the download
     with tfds.testing.mock_data(num_examples=64):
-        result = loop.train(
-            recipe, logdir=root / "runs", export_dir=root / "exports", verbose=False
-        )
+        result = train_and_export(recipe, root)
     patch.undo()
     return result
 

@@ -15,30 +15,27 @@ import tensorflow_datasets as tfds
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import zoo
-from serving.signatures.text import greedy_decode
-from training import data, loop, optimizers, recipes
+from tests.conftest import train_and_export
+from textkit import beam_search, greedy_decode
+from training import data, optimizers, recipes
 from training.tasks.text import LanguageModel, MaskedLanguageModel
-from training.text_utils import beam_search, corpus_bleu
+from training.text_utils import corpus_bleu
 
 # ---- BLEU -------------------------------------------------------------------------------------
 
 
-def test_bleu_of_hand_computed_examples():
-    assert corpus_bleu(["the cat sat on the mat"], ["the cat sat on the mat"]) == pytest.approx(100)
-    # every n-gram matches; 6 words against 7: brevity penalty exp(1 - 7/6)
+def test_bleu_is_sacrebleus_corpus_bleu_as_papers_report_it():
+    # sacrebleu's own documented example, two reference streams: BLEU 48.53
+    hypotheses = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]
+    first = ["The dog bit the man.", "It was not unexpected.", "The man bit him first."]
+    second = ["The dog had bit the man.", "No one was surprised.", "The man had bitten the dog."]
+    assert corpus_bleu(hypotheses, list(zip(first, second))) == pytest.approx(48.53, abs=0.005)
+    # and the definition by hand: every n-gram matches, 6 words against 7: brevity penalty
     short = corpus_bleu(["the cat sat on the mat"], ["the cat sat on the mat today"])
     assert short == pytest.approx(100 * math.exp(1 - 7 / 6))
-    # clipping: "the" counts once, as often as the reference has it; no bigram matches
-    assert corpus_bleu(["the the the the"], ["the cat"], max_order=1) == pytest.approx(25.0)
-    assert corpus_bleu(["the the the the"], ["the cat"]) == 0.0
-    # a corpus: counts are summed over sentences before the precisions are taken
+    # counts are summed over the corpus before the precisions are taken
     bleu = corpus_bleu(["a b c d", "a b x d"], ["a b c d", "a b c d"])
     assert bleu == pytest.approx(100 * (7 / 8 * 4 / 6 * 2 / 4 * 1 / 2) ** 0.25)
-    # several references: clipped by the most any one holds, length from the closest
-    assert corpus_bleu(["the cat"], [["a cat", "the dog"]], max_order=1) == pytest.approx(100)
-    assert corpus_bleu(["x y"], ["a b"], smooth=True) == pytest.approx(
-        100 * ((1 / 3) * (1 / 2) * 1 * 1) ** 0.25
-    )
     assert corpus_bleu([""], ["a b"]) == 0.0
     with pytest.raises(ValueError):
         corpus_bleu(["a"], [])
@@ -182,8 +179,10 @@ def test_shakespeare_windows_shift_by_one(shakespeare, unigram_entropy):
 
 
 def train_shakespeare(root, name, sets):
-    recipe = recipes.resolve(name, [*sets, "train.log_every=100", 'export.tflite=["float32"]'])
-    return loop.train(recipe, logdir=root / "runs", export_dir=root / "exports", verbose=False)
+    recipe = recipes.resolve(
+        name, [*sets, "train.log_every=100", 'export.tflite.variants=["float32"]']
+    )
+    return train_and_export(recipe, root)
 
 
 def check_served_generation(result):

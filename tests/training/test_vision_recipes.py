@@ -11,7 +11,8 @@ import tensorflow_datasets as tfds
 from ai_edge_litert.interpreter import Interpreter
 
 import zoo
-from training import data, distribute, loop, recipes
+from tests.conftest import train_and_export
+from training import data, distribute, recipes
 from training.tasks import get_task
 
 CIFAR_RECIPES = [name for name in recipes.list_recipes() if name.endswith("-cifar10")]
@@ -24,7 +25,7 @@ def train_tiny(name, root, *sets):
             "run.tiny=true",
             "train.epochs=2",
             "train.batch_size=8",
-            'export.tflite=["int8"]',
+            'export.tflite.variants=["int8"]',
             "train.log_every=2",
             *sets,
         ],
@@ -33,9 +34,7 @@ def train_tiny(name, root, *sets):
     patch.setattr(data, "network_available", lambda: True)  # mock_data stands in for cifar10
     try:
         with tfds.testing.mock_data(num_examples=24):
-            return loop.train(
-                recipe, logdir=root / "runs", export_dir=root / "exports", verbose=False
-            )
+            return train_and_export(recipe, root)
     finally:
         patch.undo()
 

@@ -22,12 +22,12 @@ def _seeded():
 
 
 TASKS = {
-    "lstm": "classification",
+    "lstm": "text_classification",
     "char_rnn": "language_model",
     "gpt": "language_model",
     "transformer": "seq2seq",
     "bert_mlm": "masked_language_model",
-    "bert_classifier": "classification",
+    "bert_classifier": "text_classification",
 }
 
 

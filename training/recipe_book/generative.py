@@ -17,7 +17,6 @@ FRECHET = {
     "feature_classifier_steps": 400,
     "feature_cache": "~/.cache/zoo/frechet_cnn",  # where that one is kept; "" for memory only
 }
-ALL_TFLITE = ["float32", "float16", "dynamic", "int8"]
 
 add(
     "gan",
@@ -27,7 +26,6 @@ add(
     task={"name": "gan", "sync_batchnorm": True, **FRECHET},
     optimizer={"name": "adam", "lr": 2e-4, "beta_1": 0.5},
     train={"epochs": 20, "batch_size": 128},
-    export={"tflite": ALL_TFLITE},
 )
 
 add(
@@ -38,7 +36,6 @@ add(
     task={"name": "gan", "sync_batchnorm": True, **FRECHET},
     optimizer={"name": "adam", "lr": 2e-4, "beta_1": 0.5},
     train={"epochs": 25, "batch_size": 128},
-    export={"name": "dcgan_fashion_mnist", "tflite": ALL_TFLITE},
 )
 
 add(
@@ -56,7 +53,6 @@ add(
     },
     optimizer={"name": "adam", "lr": 1e-4, "beta_1": 0.0, "beta_2": 0.9},
     train={"epochs": 30, "batch_size": 320},  # n_critic x 64: one generator step per batch
-    export={"tflite": ALL_TFLITE},
 )
 
 add(
@@ -68,7 +64,6 @@ add(
     task={"name": "autoencoder", "noise_std": 0.4, **FRECHET},
     optimizer={"name": "adam", "lr": 1e-3},
     train={"epochs": 10, "batch_size": 128},
-    export={"tflite": ALL_TFLITE},
 )
 
 add(
@@ -80,5 +75,4 @@ add(
     task={"name": "vae", "kl_weight": 1.0, **FRECHET},
     optimizer={"name": "adam", "lr": 1e-3},
     train={"epochs": 30, "batch_size": 128},
-    export={"tflite": ALL_TFLITE},
 )

@@ -2,7 +2,7 @@
 sequence-to-sequence translation.
 
 Each builds its vocabulary from the training split when it starts (characters, or wordpieces
-learnt with tensorflow_text), tokenizes with the classes of serving/signatures/text.py (so the
+learnt with tensorflow_text), tokenizes with textkit (as the exported SavedModel does, so the
 export serves the same tokenization), hands the vocabulary to the exporter in `export_info()`,
 and writes text to TensorBoard each epoch with `tf.summary.text`: generated text, predictions next
 to the truth, translations next to references. Token losses are means over the real (unpadded)
@@ -17,22 +17,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from serving.signatures.text import (
-    CLS,
-    END,
-    MASK,
-    SEP,
-    START,
-    CharTokenizer,
-    Generator,
-    WordpieceTokenizer,
-    call_on_tokens,
-    greedy_decode,
-    pack,
-)
+import textkit
+from textkit import CLS, END, MASK, SEP, START, CharTokenizer, Generator, WordpieceTokenizer, pack
 from training import text_utils
 from training.tasks.base import Task, apply_gradients, regularization_loss
-from zoo.sequence.layers import transfer_weights
+from zoo.sequence import call_on_tokens, transfer_weights
 
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -121,7 +110,7 @@ class LanguageModel(Task):
         self.seq_len = int(config.get("seq_len", 256))
         self.stride = int(config.get("stride") or self.seq_len)
         split = config.get("vocab_split", "train")
-        self.chars = text_utils.char_vocabulary(self._text(self.source.load(split)))
+        self.chars = textkit.char_vocabulary(self._text(self.source.load(split)))
         self.tokenizer = CharTokenizer(self.chars)
         self._generator = self._generate = None
 
@@ -214,8 +203,8 @@ class _WordpieceTask(Task):
             texts = text_utils.split_texts(
                 source, config.get("vocab_split", "train"), self.text_key
             )
-            self.vocab = text_utils.wordpiece_vocabulary(
-                texts, config.get("vocab_size", 8000), text_utils.BERT_TOKENS, self.lower_case
+            self.vocab = textkit.wordpiece_vocabulary(
+                texts, config.get("vocab_size", 8000), textkit.BERT_TOKENS, self.lower_case
             )
         self.tokenizer = WordpieceTokenizer(self.vocab, self.lower_case)
         self.cls_id, self.sep_id = self.vocab.index(CLS), self.vocab.index(SEP)
@@ -331,7 +320,7 @@ class MaskedLanguageModel(_WordpieceTask):
         super().__init__(config, source)
         self.mask_rate = float(config.get("mask_rate", 0.15))
         self.mask_id = self.vocab.index(MASK)
-        self.first_wordpiece = len(text_utils.BERT_TOKENS)
+        self.first_wordpiece = len(textkit.BERT_TOKENS)
 
     def inputs(self, ds):
         def encode(examples):
@@ -415,10 +404,10 @@ class Seq2Seq(Task):
         self.lower_case = bool(config.get("lower_case", True))
         split, size = config.get("vocab_split", "train"), config.get("vocab_size", 8000)
         self.source_vocab, self.target_vocab = (
-            text_utils.wordpiece_vocabulary(
+            textkit.wordpiece_vocabulary(
                 text_utils.split_texts(source, split, key),
                 size,
-                text_utils.SEQ2SEQ_TOKENS,
+                textkit.SEQ2SEQ_TOKENS,
                 self.lower_case,
             )
             for key in (self.source_key, self.target_key)
@@ -481,7 +470,7 @@ class Seq2Seq(Task):
             raise ValueError(f"decode must be 'greedy' or 'beam', got {decode!r}")
         if self._greedy is None or self._greedy[0] is not model:
             fn = tf.function(
-                lambda source: greedy_decode(
+                lambda source: textkit.greedy_decode(
                     model, source, self.target_length, self.start_id, self.end_id
                 )
             )
@@ -492,7 +481,7 @@ class Seq2Seq(Task):
             if decode == "greedy":
                 ids = self._greedy[1](source)
             else:
-                ids = text_utils.beam_search(
+                ids = textkit.beam_search(
                     model,
                     source,
                     self.target_length,

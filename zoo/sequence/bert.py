@@ -106,7 +106,7 @@ def bert_mlm(
 
 
 @register(
-    "bert_classifier", task="classification", input_shape=(128,), citation=CITATION, tiny=TINY
+    "bert_classifier", task="text_classification", input_shape=(128,), citation=CITATION, tiny=TINY
 )
 def bert_classifier(
     vocab_size=30522,

@@ -21,7 +21,7 @@ from zoo.sequence.layers import TimeReverse
 
 @register(
     "lstm",
-    task="classification",
+    task="text_classification",
     input_shape=(200,),
     citation="Hochreiter & Schmidhuber 1997; keras-io examples/nlp/bidirectional_lstm_imdb.py",
     tiny={"vocab_size": 64, "seq_len": 12, "embed_dim": 16, "units": 16, "num_layers": 1},

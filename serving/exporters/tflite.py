@@ -1,7 +1,5 @@
-"""`python -m serving tflite <export-dir> [--variants float32,float16,dynamic,int8]`
-
-Converts an export's `serving_default` signature (exports/<model>/<version>, or the newest version
-under exports/<model>) into TFLite variants in exports/<model>/tflite/:
+"""The TFLite format: an export's `serving_default` signature as TFLite variants, in
+out_dir/tflite/ (option `variants`, default all four):
 
 - float32: no quantization
 - float16: weights stored as float16
@@ -17,6 +15,14 @@ each other signature of the export (string/bytes in: SavedModel and TF Serving o
 calibration.npz holds `representative` and `x_test` (+ `y_test`) for a one-input signature, or
 `representative.<input>` and `x_test.<input>` per input of a signature with several; arrays are
 fed in the signature's own dtypes (token ids stay integers).
+
+As an export format it converts the SavedModel version that the same run wrote under out_dir (a
+temporary one when the recipe lists no saved_model).
+`python -m serving tflite <export-dir> [--variants float32,float16,dynamic,int8]` (re)converts an
+existing export (exports/<model>/<version>, or the newest version under exports/<model>).
+
+The converter's MLIR diagnostics (`error: ...` blocks on stderr, even for a conversion that
+succeeds) are captured: a failed variant's reason goes in the report.
 """
 
 import argparse
@@ -29,12 +35,29 @@ import time
 
 import numpy as np
 
+import console
+from serving.exporters import ExportError, export_format, read_run, saved_model
+
 VARIANTS = ("float32", "float16", "dynamic", "int8")
 LATENCY_EXAMPLES = 200
 
 
-class TFLiteError(Exception):
+class TFLiteError(ExportError):
     """A one-line reason the conversion cannot start."""
+
+
+@export_format("tflite")
+def export(run_dir, out_dir, *, variants=VARIANTS, say=print) -> pathlib.Path:
+    """Convert the run's newest SavedModel under out_dir (or a temporary one); returns the report's
+    path."""
+    out_dir = pathlib.Path(out_dir)
+    exported = saved_model.versions_of_run(out_dir, run_dir)
+    if exported:
+        return convert(exported[-1], variants, out_dir / "tflite", say=say)
+    read_run(run_dir)  # a finished run, or ExportError
+    with tempfile.TemporaryDirectory(prefix="tflite-source-") as tmp:
+        version_dir = saved_model.write(run_dir, pathlib.Path(tmp) / "1", out_dir.name)
+        return convert(version_dir, variants, out_dir / "tflite", say=say)
 
 
 def resolve_version(path) -> pathlib.Path:
@@ -47,16 +70,18 @@ def resolve_version(path) -> pathlib.Path:
     return versions[-1]
 
 
-def convert(export_path, variants=VARIANTS) -> pathlib.Path:
-    """Write the variants and the report beside the versions; returns report.json's path."""
+def convert(export_path, variants=VARIANTS, out_dir=None, say=None) -> pathlib.Path:
+    """Write the variants and the report in `out_dir` (default: beside the versions); returns
+    report.json's path."""
     import tensorflow as tf
 
+    say = say or (lambda *_: None)
     version_dir = resolve_version(export_path)
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise TFLiteError(f"unknown variant(s) {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
-    out_dir = version_dir.parent / "tflite"
-    out_dir.mkdir(exist_ok=True)
+    out_dir = pathlib.Path(out_dir) if out_dir is not None else version_dir.parent / "tflite"
+    out_dir.mkdir(parents=True, exist_ok=True)
     calibration_file = version_dir / "assets.extra" / "calibration.npz"
     sample = dict(np.load(calibration_file)) if calibration_file.is_file() else {}
 
@@ -70,18 +95,21 @@ def convert(export_path, variants=VARIANTS) -> pathlib.Path:
     with tempfile.TemporaryDirectory(prefix="serving-default-") as alone:
         _save_alone(tf, saved, alone)
         representative = _arrays(sample, "representative", specs)
-        rows = [
-            _variant(tf, alone, variant, representative, out_dir, x_test, sample, reference)
-            for variant in variants
-        ]
+        rows = []
+        for variant in variants:
+            say(f"converting serving_default to TFLite: {variant}")
+            rows.append(
+                _variant(tf, alone, variant, representative, out_dir, x_test, sample, reference)
+            )
+    others = [name for name in loaded.signatures if name != "serving_default"]
+    if others:
+        say(f"checking whether {', '.join(others)} convert to builtin TFLite ops")
     report = {
         "saved_model": str(version_dir),
         "test_examples": len(next(iter(x_test.values()))) if x_test else 0,
         "saved_model_accuracy": _accuracy(reference, sample.get("y_test")),
         "variants": rows,
-        "other_signatures": _other_signatures(
-            tf, version_dir, [name for name in loaded.signatures if name != "serving_default"]
-        ),
+        "other_signatures": _other_signatures(tf, version_dir, others),
     }
     _write_atomic(out_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
     _write_atomic(out_dir / "report.md", _markdown(report).encode())
@@ -144,7 +172,14 @@ def _convert(tf, version_dir, variant, representative):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    return converter.convert()
+    with _converter_diagnostics_dropped():
+        return converter.convert()
+
+
+def _converter_diagnostics_dropped():
+    """The converter's C++ side prints MLIR diagnostics on descriptor 2 (`error: ...` blocks,
+    even when conversion succeeds); a failure's exception carries them, so they are dropped."""
+    return console.quiet(drop=lambda line: True)
 
 
 def _arrays(sample, prefix, specs) -> dict | None:
@@ -173,7 +208,8 @@ def _evaluate(path, xs, labels, reference) -> dict:
     """Run the variant one example at a time: outputs vs the SavedModel, and latency."""
     from ai_edge_litert.interpreter import Interpreter
 
-    runner = Interpreter(model_path=str(path)).get_signature_runner("serving_default")
+    with console.quiet():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+        runner = Interpreter(model_path=str(path)).get_signature_runner("serving_default")
     inputs, outputs_detail = runner.get_input_details(), runner.get_output_details()
     output_name = next(iter(outputs_detail))
     if xs is None:  # no sample: time random inputs of the right shape
@@ -251,9 +287,11 @@ def _other_signatures(tf, version_dir, names) -> list[dict]:
     rows = []
     for name in names:
         try:
-            tf.lite.TFLiteConverter.from_saved_model(
+            converter = tf.lite.TFLiteConverter.from_saved_model(
                 str(version_dir), signature_keys=[name]
-            ).convert()
+            )
+            with _converter_diagnostics_dropped():
+                converter.convert()
             rows.append({"signature": name, "converts": True})
         except Exception as e:  # the converter's reason goes in the report
             rows.append({"signature": name, "converts": False, "reason": _first_line(e)})
@@ -297,7 +335,8 @@ def _markdown(report) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m serving tflite", description=__doc__.splitlines()[0]
+        prog="python -m serving tflite",
+        description="(re)convert an export to TFLite variants with a size/accuracy report",
     )
     parser.add_argument(
         "export_dir", help="exports/<model> (newest version) or exports/<model>/<version>"
@@ -305,9 +344,13 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args(argv)
     try:
-        report = convert(args.export_dir, [v for v in args.variants.split(",") if v])
+        report = convert(args.export_dir, [v for v in args.variants.split(",") if v], say=_say)
     except TFLiteError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(report.with_name("report.md").read_text())
     return 0
+
+
+def _say(*parts):
+    print(*parts, flush=True)

@@ -1,0 +1,109 @@
+"""Task kinds: what each kind of model is trained to do, and the serving signatures its exports
+carry. One record per kind, read by both sides of the house:
+
+- training/tasks/ has a `Task` class per kind (its `name` is the kind's) with the steps;
+- serving/signatures/ has a builder per kind that adds exactly these signatures to a SavedModel;
+- every registered model names its kind (`@register(..., task=...)`), checked when it registers.
+
+`python -m training train` checks a recipe's `export.saved_model.signatures` against the kind's
+list before the first step. `serving_default` is every kind's tensor-in signature (what TFLite
+converts and what TF Serving calls without a signature name), always exported; the others take
+what a user has (image bytes, text) and serve from SavedModel / TF Serving only.
+"""
+
+import dataclasses
+
+DEFAULT_SIGNATURE = "serving_default"
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskKind:
+    name: str
+    summary: str
+    signatures: dict  # name -> what it takes and returns
+
+
+TASK_KINDS: dict[str, TaskKind] = {}
+
+
+def _kind(name, summary, **signatures):
+    if DEFAULT_SIGNATURE not in signatures:
+        raise ValueError(f"task kind {name!r} has no {DEFAULT_SIGNATURE} signature")
+    TASK_KINDS[name] = TaskKind(name, summary, signatures)
+
+
+def get_kind(name: str) -> TaskKind:
+    if name not in TASK_KINDS:
+        raise ValueError(f"unknown task {name!r} (known: {', '.join(sorted(TASK_KINDS))})")
+    return TASK_KINDS[name]
+
+
+def check_signatures(kind: str, requested) -> list[str]:
+    """The signatures to export for `requested` (None: all of the kind's); serving_default always
+    comes first. ValueError naming the kind's signatures for one it does not have."""
+    known = list(get_kind(kind).signatures)
+    if requested is None:
+        return known
+    if isinstance(requested, str):
+        requested = [requested]
+    unknown = [s for s in requested if s not in known]
+    if unknown:
+        raise ValueError(
+            f"task {kind!r} has no serving signature {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(known)})"
+        )
+    return [DEFAULT_SIGNATURE] + [s for s in known if s in requested and s != DEFAULT_SIGNATURE]
+
+
+_kind(
+    "classification",
+    "images -> class probabilities",
+    serving_default="images float32 [N,H,W,C] (0..255) -> probabilities",
+    predict_image_bytes="image_bytes string [N] (PNG/JPEG) -> classes, labels, probabilities",
+)
+_kind(
+    "text_classification",
+    "text -> class probabilities",
+    serving_default="tokens int32 [N,T] -> probabilities",
+    predict_text="text string [N] -> classes, labels, probabilities",
+)
+_kind(
+    "language_model",
+    "next-character prediction; text generation",
+    serving_default="tokens int32 [N,T] -> logits [N,T,V]",
+    generate="prompt string, max_new_tokens, temperature, seed -> text, completion",
+)
+_kind(
+    "masked_language_model",
+    "BERT masked-LM pretraining",
+    serving_default="tokens int32 [N,T] -> logits [N,T,V]",
+    fill_mask="text string [N] with [MASK]s -> text with them filled",
+)
+_kind(
+    "seq2seq",
+    "translation with an encoder-decoder",
+    serving_default="encoder_tokens, decoder_tokens int32 -> logits",
+    translate="text string [N] -> translation string [N]",
+)
+for _gan in ("gan", "wgan_gp"):
+    _kind(
+        _gan,
+        "a generator of images from latent vectors",
+        serving_default="latent float32 [N,D] -> images float32 0..255",
+        generate="latent float32 [N,D] -> images uint8",
+        sample="count int32, seed int64 -> images uint8, latent",
+    )
+_kind(
+    "vae",
+    "variational autoencoder",
+    serving_default="z float32 [N,D] -> images float32 0..255 (the decoder)",
+    decode="z float32 [N,D] -> images float32 0..255",
+    encode="images float32 [N,H,W,C] -> z_mean, z_log_var",
+    sample="count int32, seed int64 -> images uint8, latent",
+)
+_kind(
+    "autoencoder",
+    "(denoising) autoencoder",
+    serving_default="images float32 [N,H,W,C] -> reconstruction float32 0..255",
+    reconstruct="images float32 [N,H,W,C] -> reconstruction float32 0..255",
+)
