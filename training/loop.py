@@ -133,7 +133,7 @@ def _setup(recipe, logdir, resume_dir, verbose) -> _Run:
     spec = zoo.get_spec(recipe["model"]["name"])
     task_class = get_task(recipe["task"]["name"])
     zoo.check_signatures(task_class.name, recipe["export"]["saved_model"]["signatures"])
-    task = task_class(recipe["task"], data.open_source(dcfg["dataset"]))
+    task = task_class(recipe["task"], data.open_source(dcfg["dataset"], dcfg.get("fallback")))
     train_ds = data.prepared(task.source, dcfg["train_split"], task.inputs, dcfg["cache"])
     val_ds = data.prepared(task.source, dcfg["validation_split"], task.inputs, dcfg["cache"])
     n_train = data.count(train_ds)
@@ -181,7 +181,7 @@ def _setup(recipe, logdir, resume_dir, verbose) -> _Run:
     if chief and not resume_dir:
         writers.hparams(recipe, f"{recipe['name']}/{run_dir.name}")
     say(
-        f"training {spec.name} on {dcfg['dataset']} ({n_train} examples, {steps_per_epoch} "
+        f"training {spec.name} on {task.source.name} ({n_train} examples, {steps_per_epoch} "
         f"steps/epoch, {total_steps} steps, {strategy.num_replicas_in_sync} replica(s), "
         f"{POLICIES[precision]}) -> {run_dir}"
     )
