@@ -40,7 +40,6 @@ from training.tasks import get_task
 
 SUM = tf.distribute.ReduceOp.SUM
 POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16", None: "float32"}
-PLAIN_PROGRESS_SECONDS = 10.0  # without a terminal, a progress line at most this often
 
 
 class TrainingError(Exception):
@@ -203,7 +202,7 @@ def _setup(recipe, logdir, resume_dir, verbose) -> _Run:
         manager=manager,
         step_var=step_var,
         writers=writers,
-        progress=_Progress(verbose and chief),
+        progress=_Progress(verbose and chief, float(run["progress_seconds"])),
         sample=sample,
         say=say,
         step=int(step_var.numpy()),
@@ -355,10 +354,10 @@ class _Loop:
 
 class _Progress:
     """A progress bar per epoch (elapsed, ETA, batch metrics) in a terminal; without one, a plain
-    line every PLAIN_PROGRESS_SECONDS. Silent off the chief and when not verbose."""
+    line at the first log step after every `seconds`. Silent off the chief and when not verbose."""
 
-    def __init__(self, enabled):
-        self.enabled, self.tty = enabled, sys.stdout.isatty()
+    def __init__(self, enabled, seconds):
+        self.enabled, self.seconds, self.tty = enabled, seconds, sys.stdout.isatty()
         self.bar, self.started, self.last_line = None, 0.0, 0.0
 
     def start(self, title, done, total):
@@ -379,7 +378,7 @@ class _Progress:
         if self.bar is not None:
             self.bar.set_postfix_str(f"{_shown(shown, 4)}  {speed}", refresh=False)
             self.bar.update(done - self.bar.n)
-        elif time.time() - self.last_line >= PLAIN_PROGRESS_SECONDS and done < self.total:
+        elif time.time() - self.last_line >= self.seconds and done < self.total:
             self.last_line = time.time()
             elapsed = self.last_line - self.started
             eta = elapsed / max(done, 1) * (self.total - done)

@@ -53,8 +53,15 @@ DEFAULTS = {
         "saved_model": {"signatures": None},  # None: every signature of the task
         "tflite": {"variants": ["float32", "float16", "dynamic", "int8"]},
     },
-    # how to run it: the command-line flags --strategy, --mixed-precision, --jit, --tiny
-    "run": {"strategy": "auto", "mixed_precision": None, "jit": False, "tiny": False},
+    # how to run it: the command-line flags --strategy, --mixed-precision, --jit, --tiny; and
+    # without a terminal (no progress bar), a progress line at most every progress_seconds
+    "run": {
+        "strategy": "auto",
+        "mixed_precision": None,
+        "jit": False,
+        "tiny": False,
+        "progress_seconds": 10,
+    },
 }
 
 RECIPES: dict[str, dict] = {}
@@ -92,9 +99,18 @@ def resolve(name: str, sets=(), base: dict | None = None) -> dict:
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise RecipeError(f"unknown recipe {name!r}{hint} (known: {', '.join(list_recipes())})")
         base = RECIPES[name]
-    recipe = copy.deepcopy(base)
+    recipe = _fill(copy.deepcopy(base), DEFAULTS)  # a saved recipe.json may predate a field
     for assignment in sets:
         apply_set(recipe, assignment)
+    return recipe
+
+
+def _fill(recipe: dict, defaults: dict) -> dict:
+    for key, value in defaults.items():
+        if key not in recipe:
+            recipe[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(recipe[key], dict):
+            _fill(recipe[key], value)
     return recipe
 
 
