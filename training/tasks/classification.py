@@ -1,12 +1,16 @@
 """Image classification: cross-entropy (with optional label smoothing), accuracy, a labelled grid of
 test images and a confusion matrix per epoch; exports take raw pixels or encoded image bytes."""
 
+import math
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from training import summaries
 from training.tasks.base import Task, apply_gradients, regularization_loss
+
+AUGMENTATIONS = ("none", "crop", "crop_flip", "affine")
 
 
 class Classification(Task):
@@ -21,7 +25,15 @@ class Classification(Task):
         self.num_classes = len(self.class_names)
         self.image_shape = tuple(source.features[self.image_key].shape)
         self.label_smoothing = float(config.get("label_smoothing", 0.0))
-        self.augmentation = config.get("augment", "none")  # "none" | "crop_flip" | "crop"
+        # "none" | "crop_flip" | "crop" | "affine" (rotation, scale and shift in one warp)
+        self.augmentation = config.get("augment", "none")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(
+                f"unknown augment {self.augmentation!r} (known: {', '.join(AUGMENTATIONS)})"
+            )
+        self.rotation = float(config.get("rotation", 10.0))  # degrees, either way
+        self.scale = float(config.get("scale", 0.1))  # zoom in 1 +- scale
+        self.shift = float(config.get("shift", 0.1))  # fraction of the height/width, either way
 
     def model_overrides(self):
         return {"input_shape": self.image_shape, "num_classes": self.num_classes}
@@ -37,6 +49,8 @@ class Classification(Task):
         pad = max(2, height // 8)
 
         def augment(image, label, seed):
+            if self.augmentation == "affine":
+                return self._affine(image, seed), label
             # pad-and-crop (the CIFAR recipe), then a horizontal flip unless told not to
             padded = tf.image.resize_with_crop_or_pad(image, height + 2 * pad, width + 2 * pad)
             image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=seed)
@@ -45,6 +59,39 @@ class Classification(Task):
             return image, label
 
         return augment
+
+    def _affine(self, image, seed):
+        """Rotate by up to `rotation` degrees, zoom by 1 +- `scale` and shift by up to `shift` of
+        the size, about the centre, in one bilinear warp filled with zeros (the background)."""
+        height, width, _ = self.image_shape
+        u = tf.random.stateless_uniform([4], seed=seed, minval=-1.0, maxval=1.0)
+        angle = u[0] * self.rotation * math.pi / 180.0
+        zoom = 1.0 + u[1] * self.scale
+        tx, ty = u[2] * self.shift * width, u[3] * self.shift * height
+        cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
+        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+        # output pixel (x, y) samples the input at M (x - c - t) + c, M = R(angle) / zoom
+        transform = tf.stack(
+            [
+                cos,
+                -sin,
+                cx - cos * (cx + tx) + sin * (cy + ty),
+                sin,
+                cos,
+                cy - sin * (cx + tx) - cos * (cy + ty),
+                0.0,
+                0.0,
+            ]
+        )
+        warped = tf.raw_ops.ImageProjectiveTransformV3(
+            images=image[None],
+            transforms=transform[None],
+            output_shape=tf.constant([height, width]),
+            fill_value=0.0,
+            interpolation="BILINEAR",
+            fill_mode="CONSTANT",
+        )
+        return tf.ensure_shape(warped[0], self.image_shape)
 
     def _per_example_loss(self, labels, probs):
         one_hot = tf.one_hot(labels, self.num_classes)
