@@ -10,9 +10,10 @@ Ports are TF Serving's (8500 gRPC, 8501 REST), bound to 127.0.0.1 unless --host 
 The embedded server is a small package:
   models.py    version polling, loading, warmup, policies, labels (ServerCore's job)
   tensors.py   REST JSON <-> tensors (row and columnar formats, b64)
-  rest.py      the REST API and Prometheus endpoint
+  rest.py      the REST API and Prometheus endpoint (uvicorn + Starlette)
   grpc_api.py  PredictionService and ModelService servicers
-  batching.py  server-side batching;  metrics.py  Prometheus counters and histograms
+  batching.py  server-side batching;  metrics.py  Prometheus metrics (prometheus_client)
+  memory.py    freed memory handed back to the OS after large requests
 """
 
 import argparse
@@ -53,13 +54,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="a ModelServerConfig text proto (version policies, labels) instead of discovery",
     )
     p.add_argument(
-        "--max-body-bytes", type=int, default=64 << 20, help="embedded: request size limit (413)"
+        "--max-body-bytes",
+        type=int,
+        default=64 << 20,
+        help="embedded: request size limit, after gzip decompression (413; gRPC: message size)",
+    )
+    p.add_argument(
+        "--max-instances",
+        type=int,
+        default=1024,
+        help="embedded: instances (rows, dimension 0 of an input) per request, REST and gRPC; "
+        "more get 400 / INVALID_ARGUMENT before any tensor is built (default 1024)",
     )
     p.add_argument(
         "--rest-timeout-seconds",
         type=float,
         default=30.0,
-        help="embedded: idle/slow connection timeout",
+        help="embedded: idle connection timeout (default 30)",
+    )
+    p.add_argument(
+        "--rest-header-timeout-seconds",
+        type=float,
+        default=None,
+        help="embedded: time to send a request's line and headers, 408 after it "
+        "(default: the idle timeout, at most 10)",
+    )
+    p.add_argument(
+        "--rest-body-timeout-seconds",
+        type=float,
+        default=None,
+        help="embedded: time to send a request's body, 408 after it "
+        "(default: twice the idle timeout)",
+    )
+    p.add_argument(
+        "--rest-max-connections",
+        type=int,
+        default=1024,
+        help="embedded: open REST connections; more get 503 (default 1024)",
+    )
+    p.add_argument(
+        "--rest-workers",
+        type=int,
+        default=16,
+        help="embedded: threads running REST requests, i.e. REST predicts in flight "
+        "(default 16; gRPC has 16 of its own)",
     )
     p.add_argument("--docker-image", default=DOCKER_IMAGE)
     return p
@@ -69,6 +107,19 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.poll_seconds <= 0 or args.max_batch_size < 1 or args.batch_timeout_ms < 0:
         print("error: --poll-seconds, --max-batch-size must be positive", file=sys.stderr)
+        return 2
+    positive = {
+        "--max-instances": args.max_instances,
+        "--max-body-bytes": args.max_body_bytes,
+        "--rest-timeout-seconds": args.rest_timeout_seconds,
+        "--rest-header-timeout-seconds": args.rest_header_timeout_seconds,
+        "--rest-body-timeout-seconds": args.rest_body_timeout_seconds,
+        "--rest-max-connections": args.rest_max_connections,
+        "--rest-workers": args.rest_workers,
+    }
+    bad = [flag for flag, value in positive.items() if value is not None and value <= 0]
+    if bad:
+        print(f"error: {', '.join(bad)} must be positive", file=sys.stderr)
         return 2
     export_dir = Path(args.export_dir)
     if args.model_config_file:

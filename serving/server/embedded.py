@@ -18,15 +18,17 @@ def run(args, models: dict, reason: str) -> int:
 
     from serving.config import read_model_server_config
     from serving.server.grpc_api import start_grpc_server
+    from serving.server.memory import MemoryTrimmer
     from serving.server.metrics import Metrics
     from serving.server.models import (
         BatchingOptions,
         ModelManager,
         configs_from_model_server_config,
     )
-    from serving.server.rest import METRICS_PATH, RestServer
+    from serving.server.rest import METRICS_PATH, Limits, RestServer
 
     metrics = Metrics()
+    trimmer = MemoryTrimmer()
     batching = None
     if args.enable_batching:
         batching = BatchingOptions(args.max_batch_size, args.batch_timeout_ms / 1000.0)
@@ -41,20 +43,29 @@ def run(args, models: dict, reason: str) -> int:
 
     try:
         grpc_server, grpc_port = start_grpc_server(
-            manager, metrics, args.host, args.port, args.max_body_bytes
+            manager,
+            metrics,
+            args.host,
+            args.port,
+            args.max_body_bytes,
+            max_instances=args.max_instances,
+            trimmer=trimmer,
         )
     except RuntimeError as exc:
         print(f"error: {exc} (is another server running?)", file=sys.stderr)
         return 1
     try:
-        rest = RestServer(
-            manager,
-            metrics,
-            args.host,
-            args.rest_port,
+        idle = args.rest_timeout_seconds
+        limits = Limits(
             max_body_bytes=args.max_body_bytes,
-            timeout_s=args.rest_timeout_seconds,
+            idle_timeout_s=idle,
+            header_timeout_s=args.rest_header_timeout_seconds or min(idle, 10.0),
+            body_timeout_s=args.rest_body_timeout_seconds or 2 * idle,
+            max_connections=args.rest_max_connections,
+            workers=args.rest_workers,
+            max_instances=args.max_instances,
         )
+        rest = RestServer(manager, metrics, args.host, args.rest_port, limits, trimmer)
     except OSError as exc:
         grpc_server.stop(0)
         print(f"error: cannot bind REST to {args.host}:{args.rest_port}: {exc}", file=sys.stderr)
@@ -79,7 +90,11 @@ def run(args, models: dict, reason: str) -> int:
     print(f"REST     http://{host}:{rest.port}", flush=True)
     print(f"gRPC     {host}:{grpc_port}", flush=True)
     print(f"metrics  http://{host}:{rest.port}{METRICS_PATH}", flush=True)
-    print(f"polling every {args.poll_seconds:g}s, {batching_note}; Ctrl-C stops", flush=True)
+    print(
+        f"polling every {args.poll_seconds:g}s, {batching_note}, at most {args.max_instances} "
+        "instances per request; Ctrl-C stops",
+        flush=True,
+    )
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -90,4 +105,5 @@ def run(args, models: dict, reason: str) -> int:
     rest.stop()
     grpc_server.stop(grace=2).wait(3)
     manager.stop()
+    trimmer.stop()
     return 0

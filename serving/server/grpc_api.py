@@ -20,8 +20,11 @@ from tensorflow_serving.apis import (
 )
 
 from serving.server.errors import ServingError, from_exception, grpc_code, invalid
+from serving.server.tensors import array_from_proto
 
 log = logging.getLogger("serving.server.grpc")
+access_log = logging.getLogger("serving.server.access")
+LARGE_REQUEST_BYTES = 1 << 20
 
 SIGNATURE_DEF = "signature_def"
 
@@ -54,13 +57,20 @@ def _spec(model_spec):
 
 
 class _Base:
-    def __init__(self, manager, metrics):
+    service = ""
+
+    def __init__(
+        self, manager, metrics, max_instances=None, max_tensor_bytes=1 << 30, trimmer=None
+    ):
         self.manager = manager
         self.metrics = metrics
+        self.max_instances = max_instances
+        self.max_tensor_bytes = max_tensor_bytes
+        self.trimmer = trimmer
 
-    def _serve(self, api, model_name, context, fn):
+    def _serve(self, api, model_name, context, fn, method=""):
         """fn()'s response, or the call aborted with the TF Serving status of its failure."""
-        started, err = time.monotonic(), None
+        started, err = time.perf_counter(), None
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - every failure becomes a gRPC status
@@ -68,18 +78,46 @@ class _Base:
             if err.code in ("INTERNAL", "UNKNOWN"):
                 log.exception("%s failed", api)
         finally:
+            elapsed = time.perf_counter() - started
+            code = err.code if err is not None else "OK"
+            access_log.info(
+                "%s gRPC /%s/%s %s %.2f ms",
+                _peer(context),
+                self.service,
+                method,
+                code,
+                elapsed * 1e3,
+            )
             if self.metrics is not None:
                 known = model_name if model_name in self.manager.model_names() else "unknown"
-                code = err.code if err is not None else "OK"
-                self.metrics.observe(known, api, "GRPC", code, time.monotonic() - started)
+                self.metrics.observe(known, api, "GRPC", code, elapsed)
         context.abort(grpc_code(err.code), err.message)
 
 
+def _peer(context) -> str:
+    try:
+        peer = context.peer()  # "ipv4:127.0.0.1:5555"
+    except Exception:  # noqa: BLE001 - only for the log line
+        return "-"
+    return peer.split(":", 1)[1] if ":" in peer else peer
+
+
 class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):
+    service = "tensorflow.serving.PredictionService"
+
     def Predict(self, request, context):
-        return self._serve(
-            "predict", request.model_spec.name, context, lambda: self._predict(request)
-        )
+        large = request.ByteSize() >= LARGE_REQUEST_BYTES
+        try:
+            return self._serve(
+                "predict",
+                request.model_spec.name,
+                context,
+                lambda: self._predict(request),
+                "Predict",
+            )
+        finally:
+            if large and self.trimmer is not None:
+                self.trimmer.request_done()
 
     def _predict(self, request):
         import tensorflow as tf
@@ -87,13 +125,12 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
         name, version, label = _spec(request.model_spec)
         servable = self.manager.servable(name, version, label)
         runner = servable.runner(request.model_spec.signature_name)
-        inputs = {}
-        for key, proto in request.inputs.items():
-            try:
-                inputs[key] = tf.make_ndarray(proto)
-            except Exception as exc:  # noqa: BLE001
-                raise invalid(f"Failed to convert input tensor {key!r}: {exc}") from None
+        inputs = {
+            key: array_from_proto(key, proto, self.max_instances, self.max_tensor_bytes)
+            for key, proto in request.inputs.items()
+        }
         outputs = runner.run(inputs, list(request.output_filter))
+        del inputs
         response = predict_pb2.PredictResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
@@ -104,7 +141,11 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
 
     def GetModelMetadata(self, request, context):
         return self._serve(
-            "get_model_metadata", request.model_spec.name, context, lambda: self._metadata(request)
+            "get_model_metadata",
+            request.model_spec.name,
+            context,
+            lambda: self._metadata(request),
+            "GetModelMetadata",
         )
 
     def _metadata(self, request):
@@ -130,7 +171,7 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
                 "signatures); use Predict",
             )
 
-        return self._serve(api, request.model_spec.name, context, fail)
+        return self._serve(api, request.model_spec.name, context, fail, api.capitalize())
 
     def Classify(self, request, context):
         return self._unimplemented("classify", request, context)
@@ -142,13 +183,19 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
         def fail():
             raise ServingError("UNIMPLEMENTED", "MultiInference is not supported")
 
-        return self._serve("multi_inference", "", context, fail)
+        return self._serve("multi_inference", "", context, fail, "MultiInference")
 
 
 class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):
+    service = "tensorflow.serving.ModelService"
+
     def GetModelStatus(self, request, context):
         return self._serve(
-            "get_model_status", request.model_spec.name, context, lambda: self._status(request)
+            "get_model_status",
+            request.model_spec.name,
+            context,
+            lambda: self._status(request),
+            "GetModelStatus",
         )
 
     def _status(self, request):
@@ -164,13 +211,28 @@ class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):
                 "--model-config-file",
             )
 
-        return self._serve("reload_config", "", context, fail)
+        return self._serve("reload_config", "", context, fail, "HandleReloadConfigRequest")
 
 
 def start_grpc_server(
-    manager, metrics, host="127.0.0.1", port=8500, max_message_bytes=64 << 20, workers=16
+    manager,
+    metrics,
+    host="127.0.0.1",
+    port=8500,
+    max_message_bytes=64 << 20,
+    workers=16,
+    max_instances=None,
+    trimmer=None,
 ):
-    """Start the gRPC server; (server, bound port). RuntimeError if it cannot bind."""
+    """Start the gRPC server; (server, bound port). RuntimeError if it cannot bind.
+
+    `workers` threads bound the calls in flight. A request tensor may hold at most
+    `max_instances` rows and, materialised, 4 x `max_message_bytes` (a single value may fill a
+    shape, so a small message can describe a large tensor).
+    """
+    limits = dict(
+        max_instances=max_instances, max_tensor_bytes=4 * max_message_bytes, trimmer=trimmer
+    )
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", -1),
@@ -178,10 +240,10 @@ def start_grpc_server(
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(manager, metrics), server
+        PredictionService(manager, metrics, **limits), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelService(manager, metrics), server
+        ModelService(manager, metrics, **limits), server
     )
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     bound = server.add_insecure_port(address)

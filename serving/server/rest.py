@@ -1,28 +1,53 @@
-"""TF Serving's REST API (g3doc/api/api_rest.md) on the standard library's HTTP server.
+"""TF Serving's REST API (g3doc/api/api_rest.md) on uvicorn (httptools/llhttp) and Starlette.
 
     GET  /v1/models/{name}[/versions/{v}|/labels/{l}]            model status
     GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata   signature defs
     POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    row or columnar predict
     GET  /monitoring/prometheus/metrics                          Prometheus text format
 
-Errors are `{"error": "..."}` with TF Serving's HTTP status for the error code. The server
-protects itself: a cap on body size (413), on time to send the body (408) and on idle sockets,
-a cap on open connections (503 beyond it), and every handler failure becomes a JSON error.
+Errors are `{"error": "..."}` with TF Serving's HTTP status for the error code.
+
+Why this stack: llhttp (through httptools) is the strict parser Node.js ships; it refuses the
+request-smuggling shapes (two Content-Length headers, Transfer-Encoding with Content-Length,
+header folding, bare LF) that h11 and http.server accept. uvicorn runs it on asyncio, so an idle
+or slow connection costs a socket, not a thread. What uvicorn lacks is added through its documented
+extension point, a protocol class passed as `Config(http=...)` (`_Protocol` below): a deadline for
+the request head (slow header senders are cut off with 408), limits on the request line (414) and
+head size / header count (431), HTTP/0.9 and unknown versions (400 / 505), an idle timeout from the
+moment a connection opens, a cap on open connections (503) and a bounded discard of a body the
+server refused (413) so the client reads the answer instead of a reset.
+
+Handlers (JSON parsing, the signature call) run on a fixed pool of worker threads, off the event
+loop; the pool's size bounds the predicts in flight and so the memory they hold. Bodies are read
+under a deadline (408) and a size limit (413), `Content-Encoding: gzip` is decompressed within the
+same limit, other encodings get 415. Each request leaves one access log line (method, path,
+status, milliseconds) on the `serving.server.access` logger.
 """
 
-import json
+import asyncio
 import logging
 import re
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import httptools
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from serving.server import tensors
 from serving.server.errors import ServingError, from_exception, invalid
 
 log = logging.getLogger("serving.server.rest")
+access_log = logging.getLogger("serving.server.access")
 
 METRICS_PATH = "/monitoring/prometheus/metrics"
 _PREDICT = re.compile(
@@ -34,217 +59,462 @@ _STATUS = re.compile(
     re.IGNORECASE,
 )
 _INT64_MAX = 2**63 - 1
+_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+JSON = "application/json"
+LARGE_REQUEST_BYTES = 1 << 20  # after requests this large, freed memory is handed back to the OS
 
 
-class _ClientGone(Exception):
-    """The client closed the connection before sending its whole request."""
+@dataclass
+class Limits:
+    """What one connection and one request may take."""
+
+    max_body_bytes: int = 64 << 20
+    idle_timeout_s: float = 30.0  # a connection with no request under way
+    header_timeout_s: float = 10.0  # first byte of a request to the end of its headers
+    body_timeout_s: float = 60.0  # end of the headers to the end of the body
+    max_connections: int = 1024
+    max_line_bytes: int = 65536  # request line (414 beyond)
+    max_head_bytes: int = 65536  # request line + headers (431 beyond)
+    max_headers: int = 100  # header fields (431 beyond)
+    workers: int = 16  # threads running handlers: predicts in flight
+    max_instances: int | None = 1024
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "TensorFlowServing-embedded"
-    sys_version = ""
-    timeout = 30  # per socket operation; set per server below
+# ---- the connection: uvicorn's httptools protocol with the limits it lacks ---------------------
 
-    # ---- plumbing ----
+_REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP/(\d)\.(\d)\r?")
+_HTTP09_LINE = re.compile(rb"[A-Za-z]+ \S+\r?")
 
-    def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
-        log.debug("%s %s", self.address_string(), format % args)
 
-    def send_error(self, code, message=None, explain=None):
-        """Errors found by http.server itself (bad request line, huge headers): JSON, then close."""
-        self.close_connection = True
-        # http.server answers an unparsable request line HTTP/0.9-style (body, no status line);
-        # nobody speaks 0.9 any more, so answer with a proper status line.
-        self.request_version = "HTTP/1.1"
-        try:
-            reason = self.responses.get(code, ("error",))[0]
-            self._send_json(code, {"error": message or reason})
-        except OSError:
-            pass
+def _raw_response(status: int, message: str) -> bytes:
+    body = tensors.dumps({"error": message})
+    reason = _REASONS.get(status, "Error")
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
 
-    def setup(self):
-        super().setup()
-        # Responses go out in one write; without this, Nagle + delayed ACK add ~40 ms to each
-        # keep-alive request.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def _send(self, code: int, body: bytes, content_type: str):
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self._headers_buffer.append(b"\r\n")
-        if self.command != "HEAD":
-            self._headers_buffer.append(body)
-        self.flush_headers()  # status line, headers and body in a single send
+_REASONS = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    413: "Payload Too Large",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
 
-    def _send_json(self, code: int, doc):
-        self._send(code, tensors.dumps(doc), "application/json")
 
-    def _read_body(self) -> bytes:
-        limit = self.server.max_body_bytes
-        encoding = self.headers.get("Transfer-Encoding", "").strip().lower()
-        if encoding and encoding != "identity":
-            if encoding != "chunked":
-                self.close_connection = True
-                raise ServingError("UNIMPLEMENTED", f"Transfer-Encoding {encoding!r} not supported")
-            return self._read_chunked(limit)
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return b""
-        try:
-            n = int(length)
-            if n < 0:
-                raise ValueError
-        except ValueError:
-            self.close_connection = True
-            raise invalid(f"Invalid Content-Length: {length!r}") from None
-        if n > limit:
-            self.close_connection = True  # the body is not read: the connection cannot be reused
-            raise _too_large(n, limit)
-        return self._read_exact(n, time.monotonic() + self.server.body_timeout_s)
+class _Protocol(HttpToolsProtocol):
+    """One HTTP/1.1 connection. Subclassed per server with `limits` set (see RestServer)."""
 
-    def _read_exact(self, n: int, deadline: float) -> bytes:
-        parts, remaining = [], n
-        while remaining > 0:
-            if time.monotonic() > deadline:
-                self.close_connection = True
-                raise ServingError(
-                    "DEADLINE_EXCEEDED", "Timed out reading the request body", http_status=408
-                )
-            chunk = self.rfile.read1(min(remaining, 1 << 20))
-            if not chunk:
-                raise _ClientGone()
-            parts.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(parts)
+    limits: Limits = Limits()
 
-    def _read_chunked(self, limit: int) -> bytes:
-        deadline = time.monotonic() + self.server.body_timeout_s
-        parts, total = [], 0
-        while True:
-            line = self.rfile.readline(1026)
-            if not line:
-                raise _ClientGone()
-            try:
-                size = int(line.split(b";")[0].strip(), 16)
-            except ValueError:
-                self.close_connection = True
-                raise invalid("Malformed chunked request body") from None
-            if size == 0:
-                while True:  # trailer headers, up to the blank line
-                    trailer = self.rfile.readline(65537)
-                    if not trailer:
-                        raise _ClientGone()
-                    if trailer in (b"\r\n", b"\n"):
-                        return b"".join(parts)
-            total += size
-            if total > limit:
-                self.close_connection = True
-                raise _too_large(total, limit)
-            parts.append(self._read_exact(size, deadline))
-            self._read_exact(2, deadline)  # CRLF after the chunk
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._in_head = True  # waiting for (the rest of) a request line and headers
+        self._head_bytes = 0
+        self._line = b""  # the request line's bytes until its end is seen
+        self._line_checked = False
+        self._headers_seen = 0
+        self._head_size = 0
+        self._feeding = False
+        self._head_timer = None
+        self._body_timer = None
+        self._discarded = 0
+        self._closed = False
+        self._lingering = False
 
-    # ---- requests ----
+    # -- connection --
 
-    def do_GET(self):
-        self._handle()
+    def connection_made(self, transport):
+        super().connection_made(_Transport(transport, self))
+        if len(self.connections) > self.limits.max_connections:
+            self._reject(503, "Too many open connections")
+            return
+        # uvicorn arms its keep-alive timer only after a first response; a connection that never
+        # sends anything is closed after the same idle time.
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.limits.idle_timeout_s, self.timeout_keep_alive_handler
+        )
 
-    def do_POST(self):
-        self._handle()
+    def connection_lost(self, exc):
+        self._closed = True
+        self._cancel_timers()
+        super().connection_lost(exc)
 
-    def do_HEAD(self):
-        self._handle()
+    def _linger(self):
+        """The answer is out but the request's body is still arriving (a refused upload):
+        read and drop it for a while, then close, so the client reads the answer instead of a
+        connection reset. Bounded by time (2 s) and bytes (see on_body)."""
+        if self._lingering:
+            self._hard_close()
+            return
+        self._lingering = True
+        raw = self.transport.raw
+        if raw.can_write_eof():
+            raw.write_eof()
+        self.loop.call_later(2.0, self._hard_close)
 
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_POST
+    def _hard_close(self):
+        self._closed = True
+        self.transport.raw.close()
 
-    def _handle(self):
-        started = time.monotonic()
-        self._api, self._model, code = "", "", "OK"
-        try:
-            body = self._read_body()
-            path = urlsplit(self.path).path
-            if path == METRICS_PATH and self.command in ("GET", "HEAD"):
-                text = self.server.metrics.render().encode() if self.server.metrics else b""
-                self._send(200, text, "text/plain; version=0.0.4")
+    def _cancel_timers(self):
+        for timer in (self._head_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._body_timer = None
+
+    def _reject(self, status: int, message: str):
+        """Answer a request the parser or a limit refused, and close the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._cancel_timers()
+        self._unset_keepalive_if_required()
+        method = path = "-"
+        if self.scope and "method" in self.scope:
+            method, path = self.scope["method"], self.scope.get("path", "-")
+        elif self._line:
+            parts = self._line.split(b" ", 2)
+            method = parts[0][:16].decode("latin-1")
+            path = parts[1][:200].decode("latin-1") if len(parts) > 1 else "-"
+        access_log.info(
+            "%s %s %s %d 0.00 ms (%s)", _peer(self.client), method, path, status, message
+        )
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if cycle.response_started:
+                self.transport.close()  # mid-response: nothing more can be said
                 return
-            self._send_json(200, self._route(self.command, path, body))
-        except _ClientGone:
-            self.close_connection = True
-            code = "CANCELLED"
+            # The handler, if one runs, finds the connection gone and answers nothing.
+            cycle.response_started = cycle.response_complete = cycle.disconnected = True
+            cycle.message_event.set()
+        try:
+            self.transport.write(_raw_response(status, message))
+        finally:
+            self.transport.close()
+
+    # -- bytes in --
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        if self._closed:
+            return
+        if self._in_head:
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(
+                    self.limits.header_timeout_s, self._head_timed_out
+                )
+            self._head_bytes += len(data)
+            if not self._line_checked and self._check_request_line(data):
+                return
+        self._feeding = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # no upgrades here; the request is served as plain HTTP/1.1
+        except httptools.HttpParserInvalidMethodError:
+            line_ok = self._line_checked and _REQUEST_LINE.match(self._line)
+            self._reject(501 if line_ok else 400, "Unsupported or malformed HTTP method")
+        except httptools.HttpParserError as exc:
+            reason = str(exc) or "malformed request"
+            if "HTTP version" in reason:
+                self._reject(505, "HTTP version not supported")
+            elif "Transfer-Encoding" in reason and "Content-Length" not in reason:
+                self._reject(501, f"Transfer-Encoding not supported: {reason}")
+            else:
+                self._reject(400, f"Malformed HTTP request: {reason}")
+        finally:
+            self._feeding = False
+        if self._in_head and self._head_bytes > self.limits.max_head_bytes and not self._closed:
+            # Still no end of headers after this many bytes: refuse before llhttp buffers more.
+            self._reject(431, "Request header fields too large")
+
+    def _check_request_line(self, data: bytes) -> bool:
+        """Validate the request line once it is complete; True when the request was refused."""
+        limit = self.limits.max_line_bytes
+        self._line += data[: limit + 2 - len(self._line)]
+        end = self._line.find(b"\n")
+        if end < 0:
+            if len(self._line) > limit:
+                self._reject(414, f"Request line longer than {limit} bytes")
+                return True
+            return False
+        self._line_checked = True
+        self._line = line = self._line[:end]
+        m = _REQUEST_LINE.fullmatch(line)
+        if m is None:
+            if _HTTP09_LINE.fullmatch(line):
+                self._reject(400, "HTTP/0.9 requests are not supported (no HTTP version)")
+            else:
+                self._reject(400, "Malformed HTTP request line")
+            return True
+        if (m[3], m[4]) not in ((b"1", b"1"), (b"1", b"0")):
+            self._reject(505, f"HTTP version {m[3].decode()}.{m[4].decode()} not supported")
+            return True
+        return False
+
+    def _head_timed_out(self):
+        self._head_timer = None
+        if self._in_head and not self._closed:
+            self._reject(408, "Timed out reading the request headers")
+
+    def _body_timed_out(self):
+        # The handler answers 408 itself when it is still reading; this closes connections
+        # whose body nobody reads any more (a refused upload still arriving).
+        self._body_timer = None
+        if not self._closed and not self._in_head:
+            self._closed = True
+            self.transport.close()
+
+    # -- parser callbacks --
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._headers_seen = 0
+        self._head_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers_seen += 1
+        self._head_size += len(name) + len(value) + 4
+        if self._headers_seen <= self.limits.max_headers:
+            super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        if self._closed:
+            return
+        if self._headers_seen > self.limits.max_headers:
+            self._reject(431, f"More than {self.limits.max_headers} header fields")
+            return
+        if self._head_size > self.limits.max_head_bytes:
+            self._reject(431, "Request header fields too large")
+            return
+        version = self.parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            self._reject(505, f"HTTP version {version} not supported")
+            return
+        self._body_timer = self.loop.call_later(
+            self.limits.body_timeout_s + 1.0, self._body_timed_out
+        )
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self._closed:
+            return
+        if self.cycle.response_complete:
+            self._discarded += len(body)  # a refused body still arriving: dropped, up to a bound
+            if self._discarded > 2 * self.limits.max_body_bytes:
+                self._closed = True
+                self.transport.close()
+            return
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        if self._closed:
+            return
+        if self._lingering:
+            self._hard_close()
+            return
+        super().on_message_complete()
+        self._in_head = True
+        self._head_bytes = 0
+        self._line = b""
+        self._discarded = 0
+        # A request that starts in the middle of this chunk: its first bytes were not seen here,
+        # so its request line is left to the parser (llhttp still refuses what is malformed).
+        self._line_checked = self._feeding
+
+    def on_response_complete(self) -> None:
+        if self._closed:
+            return
+        super().on_response_complete()
+
+
+class _Transport:
+    """The connection's transport as uvicorn sees it: closing it while a refused body is still
+    arriving lingers (see _Protocol._linger) instead of resetting the connection."""
+
+    __slots__ = ("raw", "_protocol")
+
+    def __init__(self, raw, protocol):
+        self.raw = raw
+        self._protocol = protocol
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+
+    def write(self, data):
+        self.raw.write(data)
+
+    def close(self):
+        p = self._protocol
+        if not p._closed and not p._in_head and p.cycle is not None and p.cycle.response_complete:
+            p._linger()
+        else:
+            self.raw.close()
+
+
+def _peer(client) -> str:
+    return f"{client[0]}:{client[1]}" if client else "-"
+
+
+# ---- the application: routing, bodies, handlers ------------------------------------------------
+
+
+class _TooLarge(ServingError):
+    def __init__(self, n, limit, what="Request body"):
+        super().__init__(
+            "RESOURCE_EXHAUSTED",
+            f"{what} of {n} bytes exceeds the limit of {limit} bytes",
+            http_status=413,
+        )
+
+
+class RestApi:
+    """The request handlers; `app` is the Starlette application serving them."""
+
+    def __init__(self, manager, metrics, limits: Limits, trimmer=None):
+        self.manager = manager
+        self.metrics = metrics
+        self.limits = limits
+        self.trimmer = trimmer
+        self.pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="rest")
+        self.app = Starlette(routes=[Route("/{path:path}", self.endpoint, methods=_METHODS)])
+
+    async def endpoint(self, request: Request) -> Response:
+        started = time.perf_counter()
+        scope = request.scope
+        method = scope["method"]
+        path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
+        status, api, model, code = 500, "", "", "OK"
+        try:
+            body = await self._read_body(request)
+            loop = asyncio.get_running_loop()
+            if path == METRICS_PATH and method in ("GET", "HEAD"):
+                text = await loop.run_in_executor(self.pool, self._metrics_text)
+                status = 200
+                response = Response(text, 200, media_type="text/plain; version=0.0.4")
+            else:
+                encoding = request.headers.get("content-encoding")
+                status, payload, api, model, code = await loop.run_in_executor(
+                    self.pool, self.handle, method, path, body, encoding
+                )
+                response = Response(payload, status, media_type=JSON)
+        except ClientDisconnect:
+            status, code = 499, "CANCELLED"
+            response = Response(b"", 499)
+        except ServingError as err:  # from reading the body: 408, 413
+            status, code = err.http_status, err.code
+            headers = {"connection": "close"} if status == 408 else None
+            response = Response(_error_body(err), status, headers, media_type=JSON)
+        elapsed = time.perf_counter() - started
+        access_log.info(
+            "%s %s %s %d %.2f ms", _peer(scope.get("client")), method, path, status, elapsed * 1e3
+        )
+        if api and self.metrics is not None:
+            known = model if model in self.manager.model_names() else ""
+            self.metrics.observe(known or "unknown", api, "REST", code, elapsed)
+        return response
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.limits.max_body_bytes
+        length = request.headers.get("content-length")
+        if length is not None and int(length) > limit:  # llhttp has checked it is a number
+            raise _TooLarge(int(length), limit)
+        if length == "0" or (length is None and "transfer-encoding" not in request.headers):
+            return b""
+        parts, total = [], 0
+        try:
+            async with asyncio.timeout(self.limits.body_timeout_s):
+                async for chunk in request.stream():
+                    total += len(chunk)
+                    if total > limit:
+                        raise _TooLarge(total, limit)
+                    parts.append(chunk)
         except TimeoutError:
-            self.close_connection = True
-            code = "DEADLINE_EXCEEDED"
-            self._try_send_error(
-                ServingError("DEADLINE_EXCEEDED", "Timed out reading the request", http_status=408)
-            )
-        except ConnectionError:  # the client went away while we answered
-            self.close_connection = True
-            code = "CANCELLED"
+            raise ServingError(
+                "DEADLINE_EXCEEDED", "Timed out reading the request body", http_status=408
+            ) from None
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _metrics_text(self) -> bytes:
+        return self.metrics.render().encode() if self.metrics is not None else b""
+
+    # -- in a worker thread --
+
+    def handle(self, method, path, body, encoding):
+        """(HTTP status, JSON bytes, api, model, code) for one request; never raises."""
+        ctx = {"api": "", "model": ""}
+        size = len(body)
+        try:
+            if encoding is not None:
+                body = self._decode(encoding, body)
+                size = max(size, len(body))
+            doc = self._route(method, path, body, ctx)
+            return 200, tensors.dumps(doc), ctx["api"], ctx["model"], "OK"
         except Exception as exc:  # noqa: BLE001 - every failure is answered, never raised
             err = from_exception(exc)
             if err.code in ("INTERNAL", "UNKNOWN"):
-                log.exception("%s %s failed", self.command, self.path)
-            code = err.code
-            self._try_send_error(err)
+                log.exception("%s %s failed", method, path)
+            return err.http_status, _error_body(err), ctx["api"], ctx["model"], err.code
         finally:
-            if self._api and self.server.metrics is not None:
-                known = self._model if self._model in self.server.manager.model_names() else ""
-                self.server.metrics.observe(
-                    known or "unknown", self._api, "REST", code, time.monotonic() - started
+            del body
+            if self.trimmer is not None and size >= LARGE_REQUEST_BYTES:
+                self.trimmer.request_done()
+
+    def _decode(self, encoding: str, body: bytes) -> bytes:
+        codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
+        for coding in reversed(codings):  # applied in order listed, undone in reverse
+            if coding == "identity":
+                continue
+            if coding not in ("gzip", "x-gzip"):
+                raise ServingError(
+                    "INVALID_ARGUMENT",
+                    f"Unsupported Content-Encoding: {coding} (supported: gzip, identity)",
+                    http_status=415,
                 )
+            body = gunzip(body, self.limits.max_body_bytes)
+        return body
 
-    def _try_send_error(self, err: ServingError):
-        try:
-            self._send_json(err.http_status, {"error": err.message})
-            if err.http_status == 413:
-                self._discard_unread_body()
-        except OSError:
-            self.close_connection = True
-
-    def _discard_unread_body(self, seconds=2.0):
-        """After answering 413 without reading the body, read and drop what the client is still
-        sending for a moment, so it gets to read the answer instead of a connection reset."""
-        self.wfile.flush()
-        self.connection.shutdown(socket.SHUT_WR)
-        deadline = time.monotonic() + seconds
-        budget = 4 * self.server.max_body_bytes
-        self.connection.settimeout(0.5)
-        while budget > 0 and time.monotonic() < deadline:
-            try:
-                chunk = self.connection.recv(1 << 16)
-            except OSError:
-                break
-            if not chunk:
-                break
-            budget -= len(chunk)
-
-    def _route(self, method, path, body):
+    def _route(self, method, path, body, ctx):
         """The response document for one request; raises ServingError."""
-        manager = self.server.manager
+        manager = self.manager
         if method == "POST":
             m = _PREDICT.fullmatch(path)
             if m:
                 name, version, label, verb = m.groups()
-                self._api, self._model = verb.lower(), unquote(name)
+                ctx["api"], ctx["model"] = verb.lower(), unquote(name)
                 version, label = _version(version), unquote(label) if label else None
-                if self._api != "predict":
+                if ctx["api"] != "predict":
                     raise ServingError(
                         "UNIMPLEMENTED",
-                        f"{self._api} is not supported by the embedded server (it needs "
+                        f"{ctx['api']} is not supported by the embedded server (it needs "
                         "tf.Example signatures); use :predict",
                     )
-                return self._predict(manager, self._model, version, label, body)
+                return self._predict(ctx["model"], version, label, body)
         elif method in ("GET", "HEAD"):
             m = _STATUS.fullmatch(path)
             if m:
                 name, version, label, sub = m.groups()
                 if not name:
                     raise invalid("Missing model name in request.")
-                self._api = "get_model_metadata" if sub else "get_model_status"
-                self._model = name = unquote(name)
+                ctx["api"] = "get_model_metadata" if sub else "get_model_status"
+                ctx["model"] = name = unquote(name)
                 version, label = _version(version), unquote(label) if label else None
                 if sub:
                     return metadata_json(manager, name, version, label)
@@ -253,14 +523,43 @@ class _Handler(BaseHTTPRequestHandler):
             raise invalid(f"Malformed request: {method} {path}")
         raise ServingError("NOT_FOUND", f"Not found: {method} {path}")
 
-    def _predict(self, manager, name, version, label, body):
+    def _predict(self, name, version, label, body):
         doc = tensors.parse_json_body(body)
+        del body
         signature = tensors.signature_name_from_json(doc)
-        servable = manager.servable(name, version, label)
+        servable = self.manager.servable(name, version, label)
         runner = servable.runner(signature, code="INVALID_ARGUMENT")
-        inputs, fmt = tensors.inputs_from_json(doc, runner.inputs)
+        inputs, fmt = tensors.inputs_from_json(doc, runner.inputs, self.limits.max_instances)
+        del doc  # the parsed JSON is the largest thing a request holds: free it before the call
         outputs = runner.run(inputs)
+        del inputs
         return tensors.outputs_to_json(outputs, fmt)
+
+    def close(self):
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def gunzip(data: bytes, limit: int) -> bytes:
+    """A gzip body (one or more members) decompressed, refused (413) past `limit` bytes."""
+    out, total = [], 0
+    while data:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            chunk = d.decompress(data, limit + 1 - total)
+        except zlib.error as exc:
+            raise invalid(f"Malformed gzip request body: {exc}") from None
+        total += len(chunk)
+        if total > limit or d.unconsumed_tail:
+            raise _TooLarge(f"more than {limit}", limit, "Decompressed request body")
+        if not d.eof:
+            raise invalid("Malformed gzip request body: truncated")
+        out.append(chunk)
+        data = d.unused_data
+    return b"".join(out)
+
+
+def _error_body(err: ServingError) -> bytes:
+    return tensors.dumps({"error": err.message})
 
 
 def _version(text):
@@ -270,14 +569,6 @@ def _version(text):
     if value > _INT64_MAX:
         raise invalid(f"Failed to convert version: {text} to numeric.")
     return value
-
-
-def _too_large(n, limit):
-    return ServingError(
-        "RESOURCE_EXHAUSTED",
-        f"Request body of {n} bytes exceeds the limit of {limit} bytes",
-        http_status=413,
-    )
 
 
 # ---- JSON views of the status and metadata protos (shared with gRPC's protos) ----------------
@@ -316,82 +607,63 @@ def metadata_json(manager, name, version, label) -> dict:
 # ---- the server ----------------------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(
-        self, address, handler, *, manager, metrics, max_body_bytes, body_timeout_s, max_connections
-    ):
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self.manager = manager
-        self.metrics = metrics
-        self.max_body_bytes = max_body_bytes
-        self.body_timeout_s = body_timeout_s
-        self._slots = threading.BoundedSemaphore(max_connections)
-        super().__init__(address, handler)
-
-    def process_request(self, request, client_address):
-        if not self._slots.acquire(blocking=False):
-            body = json.dumps({"error": "Too many open connections"}).encode()
-            try:
-                request.sendall(
-                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                    + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                    + body
-                )
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except Exception:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request, client_address):
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def handle_error(self, request, client_address):
-        log.debug("connection from %s ended with an error", client_address, exc_info=True)
-
-
 class RestServer:
+    """uvicorn serving the API on its own thread and event loop; the socket is bound at once."""
+
     def __init__(
-        self,
-        manager,
-        metrics,
-        host="127.0.0.1",
-        port=8501,
-        max_body_bytes=64 << 20,
-        timeout_s=30.0,
-        max_connections=256,
+        self, manager, metrics, host="127.0.0.1", port=8501, limits=None, trimmer=None, **legacy
     ):
-        handler = type("Handler", (_Handler,), {"timeout": timeout_s})
-        self.httpd = _Server(
-            (host, port),
-            handler,
-            manager=manager,
-            metrics=metrics,
-            max_body_bytes=max_body_bytes,
-            body_timeout_s=max(timeout_s, 1.0) * 2,
-            max_connections=max_connections,
+        limits = limits or Limits()
+        if "max_body_bytes" in legacy:
+            limits.max_body_bytes = legacy.pop("max_body_bytes")
+        if "timeout_s" in legacy:
+            limits.idle_timeout_s = legacy.pop("timeout_s")
+        if legacy:
+            raise TypeError(f"unexpected arguments: {sorted(legacy)}")
+        self.limits = limits
+        self.api = RestApi(manager, metrics, limits, trimmer)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((host, port))
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.listen(1024)
+        self.port = self.sock.getsockname()[1]
+        protocol = type("Protocol", (_Protocol,), {"limits": limits})
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+        config = uvicorn.Config(
+            self.api.app,
+            http=protocol,
+            loop="asyncio",
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            headers=[("server", "TensorFlowServing-embedded")],
+            timeout_keep_alive=limits.idle_timeout_s,
+            timeout_graceful_shutdown=2,
+            backlog=1024,
         )
-        self.port = self.httpd.server_address[1]
+        self.server = uvicorn.Server(config)
         self._thread = None
 
-    def start(self):
+    def start(self, timeout=30.0):
         self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="rest", daemon=True
+            target=self.server.run, kwargs={"sockets": [self.sock]}, name="rest", daemon=True
         )
         self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the REST server did not start")
+            time.sleep(0.01)
 
     def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.api.close()

@@ -9,6 +9,8 @@ output tensors whose name ends in `_bytes` are written as base64. Every malforme
 import base64
 import binascii
 import json
+import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,19 +47,66 @@ def spec_kind(np_dtype) -> str:
     return "other"
 
 
+# Numbers that may not fit a double: an exponent of three digits or more, or 300+ digits in a row.
+# Only bodies that have one pay for the per-number check.
+_MAYBE_HUGE = re.compile(rb"[eE][+-]?0*[1-9][0-9]{2}|[0-9]{300}")
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise _NumberTooBig(text)
+    return value
+
+
+class _NumberTooBig(ValueError):
+    pass
+
+
 def parse_json_body(body: bytes) -> dict:
-    """The request document: a JSON object (NaN/Infinity accepted, as TF Serving does)."""
+    """The request document: a JSON object in UTF-8, as TF Serving's RapidJSON reads it.
+
+    NaN/Infinity literals are accepted (TF Serving does); a number that overflows a double
+    (1e400), a byte-order mark, UTF-16/32 or invalid UTF-8 are refused.
+    """
     if not body.strip():
         raise invalid("JSON Parse error: The document is empty")
+    if (
+        body.startswith(_UTF8_BOM)
+        or body[:1] in (b"\xff", b"\xfe", b"\x00")
+        or body[1:2] == b"\x00"
+    ):
+        raise invalid(
+            "JSON Parse error: Invalid value. (a byte-order mark or UTF-16/32 text; send UTF-8)"
+        )
     try:
-        doc = json.loads(body)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise invalid(
+            f"JSON Parse error: Invalid encoding in string (at byte {exc.start})"
+        ) from None
+    try:
+        if _MAYBE_HUGE.search(body):
+            doc = json.loads(text, parse_float=_finite_float)
+        else:
+            doc = json.loads(text)
+    except _NumberTooBig as exc:
+        raise invalid(
+            f"JSON Parse error: Number too big to be stored in double: {_clip(exc)}"
+        ) from None
     except RecursionError:
         raise invalid("JSON Parse error: nesting too deep") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:
         raise invalid(f"JSON Parse error: {exc}") from None
     if not isinstance(doc, dict):
         raise invalid(f"JSON Value: {_short(doc)} Is not object")
     return doc
+
+
+def _clip(exc, limit=40) -> str:
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def signature_name_from_json(doc: dict) -> str:
@@ -70,8 +119,14 @@ def signature_name_from_json(doc: dict) -> str:
     return name
 
 
-def inputs_from_json(doc: dict, specs: dict[str, TensorSpecInfo]) -> tuple[dict, str]:
-    """(inputs as numpy arrays, "row" | "columnar") from a predict request document."""
+def inputs_from_json(
+    doc: dict, specs: dict[str, TensorSpecInfo], max_instances: int | None = None
+) -> tuple[dict, str]:
+    """(inputs as numpy arrays, "row" | "columnar") from a predict request document.
+
+    With `max_instances`, a request of more rows (instances, or dim 0 of a columnar input) is
+    refused before any tensor is built.
+    """
     if not specs:
         raise invalid("Failed to get input map for signature")
     if INSTANCES in doc and INPUTS in doc:
@@ -79,10 +134,26 @@ def inputs_from_json(doc: dict, specs: dict[str, TensorSpecInfo]) -> tuple[dict,
             "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"
         )
     if INSTANCES in doc:
-        return _from_instances(doc[INSTANCES], specs), "row"
+        instances = doc[INSTANCES]
+        if max_instances and isinstance(instances, list) and len(instances) > max_instances:
+            raise too_many_instances("Request", len(instances), max_instances)
+        return _from_instances(instances, specs), "row"
     if INPUTS in doc:
-        return _from_inputs(doc[INPUTS], specs), "columnar"
+        value = doc[INPUTS]
+        if max_instances:
+            named = value.items() if _is_named_object(value) else [(next(iter(specs)), value)]
+            for name, tensor in named:
+                if isinstance(tensor, list) and len(tensor) > max_instances:
+                    raise too_many_instances(f"Input '{name}'", len(tensor), max_instances)
+        return _from_inputs(value, specs), "columnar"
     raise invalid("Missing 'inputs' or 'instances' key")
+
+
+def too_many_instances(what: str, n: int, limit: int) -> ServingError:
+    return invalid(
+        f"{what} has {n} instances (dimension 0), more than the server's limit of "
+        f"--max-instances={limit}"
+    )
 
 
 def _from_instances(instances, specs):
@@ -295,6 +366,97 @@ def _json_type(value) -> str:
 def _short(value, limit: int = 200) -> str:
     text = json.dumps(value) if not isinstance(value, bytes) else repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+# ---- gRPC TensorProtos --------------------------------------------------------------------------
+
+# TensorProto value fields per dtype (tensor.proto), and values per element in each.
+_PROTO_FIELDS = {
+    "float32": ("float_val", 1),
+    "float64": ("double_val", 1),
+    "float16": ("half_val", 1),
+    "bfloat16": ("half_val", 1),
+    "int8": ("int_val", 1),
+    "int16": ("int_val", 1),
+    "int32": ("int_val", 1),
+    "uint8": ("int_val", 1),
+    "uint16": ("int_val", 1),
+    "int64": ("int64_val", 1),
+    "uint32": ("uint32_val", 1),
+    "uint64": ("uint64_val", 1),
+    "bool": ("bool_val", 1),
+    "string": ("string_val", 1),
+    "complex64": ("scomplex_val", 2),
+    "complex128": ("dcomplex_val", 2),
+}
+
+
+def array_from_proto(name: str, proto, max_instances: int | None, max_bytes: int) -> np.ndarray:
+    """A request's TensorProto as a numpy array, checked before anything is materialised.
+
+    TF's rules: a known shape with no negative dims; `tensor_content` of exactly
+    elements x itemsize bytes; or typed values, exactly one per element, or a single one that
+    fills the shape (or none for an empty tensor). Dimension 0 is held to `max_instances` and the
+    materialised size to `max_bytes`, so a 100-byte request cannot ask for 5,000 images.
+    """
+    import tensorflow as tf
+
+    what = f"Input '{name}'"
+    try:
+        dtype = tf.dtypes.as_dtype(proto.dtype)
+    except TypeError:
+        raise invalid(f"{what} has an invalid dtype ({proto.dtype})") from None
+    if proto.dtype == 0:
+        raise invalid(f"{what} has no dtype (DT_INVALID)")
+    if proto.tensor_shape.unknown_rank:
+        raise invalid(f"{what} has a tensor_shape of unknown rank; a request tensor needs a shape")
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if any(d < 0 for d in dims):
+        raise invalid(f"{what} has a negative dimension in its shape {dims}")
+    if max_instances and dims and dims[0] > max_instances:
+        raise too_many_instances(what, dims[0], max_instances)
+    elements = math.prod(dims)
+    type_name = dtype.name
+    field, per_element = _PROTO_FIELDS.get(type_name, (None, 1))
+    itemsize = dtype.size if dtype != tf.string else 1
+    nbytes = elements * itemsize
+    if nbytes > max_bytes:
+        raise invalid(
+            f"{what} of shape {dims} and type {type_name} would take {nbytes} bytes, more than "
+            f"the server's limit of {max_bytes} bytes"
+        )
+    if proto.tensor_content:
+        if dtype == tf.string:
+            raise invalid(f"{what}: string tensors cannot use tensor_content")
+        if len(proto.tensor_content) != nbytes:
+            raise invalid(
+                f"{what} has tensor_content of {len(proto.tensor_content)} bytes, but its shape "
+                f"{dims} of {type_name} needs {nbytes}"
+            )
+    elif field is not None:
+        count = len(getattr(proto, field)) // per_element
+        if count not in (elements, 1) and not (count == 0 and elements == 0):
+            raise invalid(
+                f"{what} has {count} values in {field}, but its shape {dims} holds {elements} "
+                "(send one value per element, or a single value to fill the shape)"
+            )
+        if count == 0 and elements:
+            raise invalid(f"{what} has no values for its shape {dims}")
+        if dtype == tf.string and count:
+            total = sum(map(len, proto.string_val)) * (elements if count == 1 else 1)
+            if total > max_bytes:
+                raise invalid(
+                    f"{what} would take {total} bytes of strings, more than the server's limit "
+                    f"of {max_bytes} bytes"
+                )
+    else:
+        raise ServingError(
+            "UNIMPLEMENTED", f"{what}: tensors of type {type_name} are not supported"
+        )
+    try:
+        return tf.make_ndarray(proto)
+    except Exception as exc:  # noqa: BLE001 - anything left is the request's fault
+        raise invalid(f"Failed to convert input tensor '{name}': {exc}") from None
 
 
 # ---- outputs --------------------------------------------------------------------------------
