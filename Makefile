@@ -25,9 +25,10 @@ TRAIN = $(PY) -m training train $(@:train-%=%) $(ARGS)
         train-resnet34-cifar10 train-resnet50-cifar10 train-vgg11-cifar10 train-vgg16-cifar10 \
         train-inception_v3-cifar10 train-googlenet-cifar10 train-mobilenet_v2-cifar10 \
         train-mobilenet_v3_small-cifar10 train-efficientnet_b0-cifar10 train-vit_tiny16-cifar10 \
-        train-resnet
+        train-resnet train-cnn-classic
 
 train-cnn: venv ; $(TRAIN)
+train-cnn-classic: venv ; $(TRAIN)
 train-gan: venv ; $(TRAIN)
 train-gan-fashion: venv ; $(TRAIN)
 train-wgan-gp: venv ; $(TRAIN)

@@ -42,7 +42,7 @@ def test_tfds_offline_names_the_files_to_place(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     monkeypatch.delenv("TFDS_MANUAL_DIR", raising=False)
     monkeypatch.setattr(data, "network_available", lambda: False)
-    code, err = run_cli(capsys, tmp_path, "cnn")
+    code, err = run_cli(capsys, tmp_path, "cnn", "--set", "data.fallback=null")
     assert code == 2
     assert "no network" in err and "train-images-idx3-ubyte.gz" in err and "TFDS_MANUAL_DIR" in err
 
