@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.conftest import REPO, run_module
 
@@ -41,7 +42,11 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(shared_data, tmp_path):
     assert not np.allclose(one[0], 0)
 
 
-def test_multi_worker_two_processes_end_with_identical_weights(shared_data, tmp_path):
+@pytest.fixture(scope="module")
+def two_process_run(shared_data, tmp_path_factory):
+    """tests/training/workers.py multi-worker in two processes with hand-written TF_CONFIG: the
+    directory holding w0.npz, w1.npz (each worker's final weights) and runs0/ (the chief's runs)."""
+    tmp_path = tmp_path_factory.mktemp("two_process")
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
@@ -78,9 +83,66 @@ def test_multi_worker_two_processes_end_with_identical_weights(shared_data, tmp_
             p.kill()
     for p, (_, err) in zip(procs, results):
         assert p.returncode == 0, err[-3000:]
+    return tmp_path
+
+
+def test_multi_worker_two_processes_end_with_identical_weights(two_process_run):
+    tmp_path = two_process_run
     chief, worker = load(tmp_path / "w0.npz"), load(tmp_path / "w1.npz")
     for a, b in zip(chief, worker, strict=True):
         np.testing.assert_array_equal(a, b)
     # only the chief wrote a run directory
     assert list((tmp_path / "runs0" / "cnn").glob("*/checkpoints/checkpoint"))
     assert not (tmp_path / "runs1").exists()
+
+
+def test_launch_two_workers_end_with_the_two_process_weights(
+    two_process_run, shared_data, tmp_path
+):
+    """`python -m training launch --workers 2` (TF_CONFIG written by the launcher) trains the same
+    recipe as the hand-written two-process run above to the same final weights: the chief's saved
+    model.keras equals each worker's weights there. (Here, so the two-process run is shared.)"""
+    from tests.training import workers
+    from training import recipes
+
+    steps, data_dir = 6, shared_data / "mnist5k"
+    sets = [
+        f"data.dataset=folder:{data_dir}",
+        "run.tiny=true",
+        "train.batch_size=32",
+        f"train.max_steps={steps}",
+        "train.log_every=1000",
+        "data.shuffle_buffer=256",
+    ]  # workers.py's recipe, checked:
+    expected_recipe = workers.recipe(data_dir, "multi_worker", steps)
+    name = expected_recipe["name"]
+    assert recipes.resolve(name, [*sets, "run.strategy=multi_worker"]) == expected_recipe
+    proc = run_module(
+        "training",
+        "launch",
+        "--workers",
+        "2",
+        "--worker-logs",
+        tmp_path / "logs",
+        name,
+        *[f"--set={s}" for s in sets],
+        "--no-export",
+        "--logdir",
+        tmp_path / "runs",
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = list((tmp_path / "runs" / name).glob("*/model.keras"))
+    assert len(saved) == 1, saved  # one run directory: the chief's
+    assert json.loads(proc.stdout.splitlines()[-1])["steps"] == steps
+    assert (tmp_path / "logs" / "worker-1.log").is_file()
+
+    import keras
+
+    import zoo  # noqa: F401  (registers the zoo's layers for loading)
+
+    launched = keras.saving.load_model(saved[0], compile=False).get_weights()
+    expected = load(two_process_run / "w0.npz")
+    assert len(launched) == len(expected) > 0
+    for a, b in zip(launched, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
