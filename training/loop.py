@@ -465,7 +465,11 @@ class _Writers:
         """The run's hyperparameters for TensorBoard's HParams tab. No experiment config is
         written: with none, TensorBoard builds the table's columns from every run's own hparams
         and scalars, so runs of different recipes (and tasks) each fill their own columns."""
-        flat = {k: v for k, v in _flatten(recipe).items() if isinstance(v, (bool, int, float, str))}
+        flat = {
+            k: v
+            for k, v in _flatten(recipe).items()
+            if k != "description" and isinstance(v, (bool, int, float, str))
+        }
         with self.root.as_default():
             hp.hparams(flat, trial_id=trial_id)
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, run_module
+from tests.training import workers
 
 
 def free_port():
@@ -92,7 +93,7 @@ def test_multi_worker_two_processes_end_with_identical_weights(two_process_run):
     for a, b in zip(chief, worker, strict=True):
         np.testing.assert_array_equal(a, b)
     # only the chief wrote a run directory
-    assert list((tmp_path / "runs0" / "cnn").glob("*/checkpoints/checkpoint"))
+    assert list((tmp_path / "runs0" / workers.RECIPE).glob("*/checkpoints/checkpoint"))
     assert not (tmp_path / "runs1").exists()
 
 
@@ -102,7 +103,6 @@ def test_launch_two_workers_end_with_the_two_process_weights(
     """`python -m training launch --workers 2` (TF_CONFIG written by the launcher) trains the same
     recipe as the hand-written two-process run above to the same final weights: the chief's saved
     model.keras equals each worker's weights there. (Here, so the two-process run is shared.)"""
-    from tests.training import workers
     from training import recipes
 
     steps, data_dir = 6, shared_data / "mnist5k"
