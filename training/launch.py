@@ -22,10 +22,10 @@ the kernel; `--port BASE` uses BASE..BASE+N-1 and refuses them if one is taken.
   fails the others by itself, within about 15 s (TensorFlow's heartbeats).
 - Ctrl-C or SIGTERM to the launcher: SIGTERM to the chief, which saves a checkpoint at its next
   step boundary and exits 143 (`--resume` continues, with N=1), SIGKILL if it has not within
-  --grace seconds (default 30); then SIGTERM to the other workers, SIGKILL after 5 s. The chief
-  goes first because each worker checks its own SIGTERM flag between compiled steps: signalled
-  together, workers may stop one step apart, leaving the chief waiting in a collective for a peer
-  that has left, its checkpoint unsaved. The launcher exits 130 (Ctrl-C) or 143 (SIGTERM); a
+  --grace seconds (default 30); then SIGTERM to the other workers, SIGKILL after 5 s. At every
+  step boundary the workers all-reduce their SIGTERM flags (training/loop.py), so the chief's
+  signal stops every worker at the same step, and so does a SIGTERM sent to all pods at once
+  (Kubernetes). The launcher exits 130 (Ctrl-C) or 143 (SIGTERM); a
   second Ctrl-C kills every worker at once. Workers run in their own sessions, so a terminal's
   Ctrl-C reaches only the launcher; on Linux a worker is killed if the launcher itself dies.
 - Exit codes: 0 when every worker exits 0; 2 for a bad request (N < 1, unknown recipe, malformed

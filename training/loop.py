@@ -248,7 +248,7 @@ def _epoch(run: _Run, stop):
             window, window_start = {}, time.time()
         if run.step % ckpt_every == 0:
             _save(run)
-        if stop:
+        if run.loop.any_worker(bool(stop)):
             _save(run)
             run.progress.close()
             raise Interrupted(
@@ -339,7 +339,17 @@ class _Loop:
         def evaluate(batch):
             return _reduce(strategy, strategy.run(replica_eval, args=(batch,)))
 
-        self._train, self._eval = train, evaluate
+        @tf.function
+        def anyone(flag):
+            return strategy.reduce(SUM, strategy.run(lambda: tf.cast(flag, tf.int32)), None) > 0
+
+        self._train, self._eval, self._anyone = train, evaluate, anyone
+        self._workers = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+    def any_worker(self, flag: bool) -> bool:
+        """Whether `flag` is set on any worker: SIGTERM reaches workers at different moments, and
+        a worker that stops alone leaves the others waiting in the next step's all-reduce."""
+        return bool(self._anyone(tf.constant(flag))) if self._workers else flag
 
     def train(self, iterator, steps: int) -> dict:
         """`steps` steps in one call; the sums of all of them."""

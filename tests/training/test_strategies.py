@@ -2,9 +2,11 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -146,3 +148,41 @@ def test_launch_two_workers_end_with_the_two_process_weights(
     assert len(launched) == len(expected) > 0
     for a, b in zip(launched, expected, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_sigterm_to_every_worker_at_once_stops_them_at_one_step(shared_data, tmp_path):
+    """As Kubernetes stops a job: SIGTERM to both workers together, at slightly different steps.
+    The workers agree on stopping at a step boundary, so neither waits in an all-reduce for a
+    peer that has left: both exit 143 and the chief's checkpoint is saved."""
+    ports = [free_port(), free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONUNBUFFERED": "1",
+            "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            ),
+        }
+        command = [sys.executable, "-m", "training", "train", workers.RECIPE, "--tiny"]
+        command += ["--dataset", f"folder:{shared_data / 'mnist5k'}", "--strategy", "multi_worker"]
+        command += ["--set", "train.batch_size=16", "--set", "train.log_every=1", "--no-export"]
+        command += ["--set", "run.progress_seconds=0", "--logdir", str(tmp_path / f"runs{index}")]
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+        procs.append(subprocess.Popen(command, cwd=REPO, env=env, **pipes))
+    try:
+        for line in procs[0].stdout:  # the chief's progress: training is under way
+            if " step 20/" in line:
+                break
+        procs[1].send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        procs[0].send_signal(signal.SIGTERM)
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [143, 143], errors[0][-2000:] + errors[1][-2000:]
+    assert "checkpoint saved" in errors[0]
+    assert list((tmp_path / "runs0" / workers.RECIPE).glob("*/checkpoints/checkpoint"))
