@@ -159,6 +159,12 @@ def feature_classifier(
     if cached is not None and cached.is_file():
         model = keras.saving.load_model(cached, compile=False)
     else:
+        where = f"; kept in {cached}" if cached is not None else ""
+        print(
+            f"training the Frechet feature classifier (zoo cnn, {steps} steps on "
+            f"{source.name}{where})",
+            flush=True,
+        )
         model = _train_classifier(source, steps, batch_size, seed, split)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
