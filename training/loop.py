@@ -377,7 +377,13 @@ class _Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(
-                total=total, initial=done, desc=title, unit="step", leave=False, file=sys.stdout
+                total=total,
+                initial=done,
+                desc=title,
+                unit="step",
+                leave=False,
+                file=sys.stdout,
+                dynamic_ncols=True,
             )
 
     def update(self, done, scalars):
