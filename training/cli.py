@@ -1,5 +1,4 @@
-"""`python -m training train <recipe> ...`, `python -m training launch ...` and
-`python -m training list`.
+"""The training command line: `train <recipe>`, `launch --workers N <recipe>`, `list`.
 
 `train` runs the loop, then hands the finished run directory to `python -m serving export` in a
 fresh process (the recipe's `export.formats`; `--no-export` skips it) and prints one JSON line:
