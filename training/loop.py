@@ -116,8 +116,9 @@ class _Run:
 
     def close(self):
         self.writers.close()
-        if not self.chief:  # a worker's checkpoints live in a temporary directory
+        if not self.chief:  # a worker's run and checkpoint directories are temporary
             shutil.rmtree(pathlib.Path(self.manager.directory).parent, ignore_errors=True)
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
 def _setup(recipe, logdir, resume_dir, verbose) -> _Run:
