@@ -70,7 +70,8 @@ def open_source(spec: str, fallback: str | None = None) -> Source:
         if not fallback or not _stands_in_for(fallback, spec):
             raise
         source = open_source(fallback)
-        print(f"note: {e}. Training on {fallback} instead: {source.description}", file=sys.stderr)
+        note = f"note: training on {fallback} instead of {spec} ({source.description}): {e}"
+        print(note, file=sys.stderr)
         return source
 
 
@@ -80,7 +81,8 @@ def _stands_in_for(fallback: str, name: str) -> bool:
     sample = fallback[len("sample:") :]
     from training import samples
 
-    return sample in samples.SAMPLES and samples.SAMPLES[sample][0] == name.split("/")[0]
+    base = name.split("/")[0].split(":")[0]  # `mnist` of `mnist:3.*.*` or `mnist/config`
+    return sample in samples.SAMPLES and samples.SAMPLES[sample][0] == base
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,6 +31,11 @@ def test_open_source_falls_back_to_the_sample_with_one_line(offline, capsys):
     assert "'mnist'" in err[0] and "no network" in err[0] and "TFDS_MANUAL_DIR" in err[0]
 
 
+def test_a_versioned_name_falls_back_too(offline, capsys):
+    assert data.open_source("mnist:3.*.*", fallback="sample:mnist5k").name == "sample:mnist5k"
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
 def test_a_failed_download_falls_back_too(offline, monkeypatch, capsys):
     """The probe reaches the host but the download fails (a proxy, a firewall)."""
 
