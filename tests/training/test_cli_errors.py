@@ -22,6 +22,11 @@ def run_cli(capsys, tmp_path, *args):
         (["cnn", "--set", "optimizer.nope=1"], "no field 'optimizer.nope'"),
         (["cnn", "--set", "train.epochs=many"], "expected a int"),
         (["cnn", "--dataset", "folder:/no/such/folder"], "does not exist"),
+        (
+            ["cnn", "--set", 'export.saved_model.signatures=["predict_image_bytes","nope"]'],
+            "task 'classification' has no serving signature 'nope' (known: serving_default, "
+            "predict_image_bytes)",
+        ),
     ],
 )
 def test_bad_request_exits_2_without_a_run_dir(capsys, tmp_path, args, reason):

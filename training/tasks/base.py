@@ -13,7 +13,6 @@ import tensorflow as tf
 
 class Task:
     name = "base"
-    metrics = ("loss",)  # the headline validation metrics, shown in the HParams tab
 
     def __init__(self, config: dict, source):
         self.config = config

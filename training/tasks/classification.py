@@ -15,7 +15,6 @@ AUGMENTATIONS = ("none", "crop", "crop_flip", "affine")
 
 class Classification(Task):
     name = "classification"
-    metrics = ("loss", "accuracy")
     image_key, label_key = "image", "label"
     calibration_bytes = 16 * 2**20  # cap on the arrays kept for TFLite calibration/report
 

@@ -190,7 +190,6 @@ class Gan(_ImageGenerative):
 
     name = "gan"
     critic_name = "discriminator"
-    metrics = (frechet.SCORE_NAME, "d_loss", "g_loss")
 
     def build_optimizers(self, model, make_optimizer):
         generator, critic = model.get_layer("generator"), model.get_layer(self.critic_name)
@@ -274,7 +273,6 @@ class WganGp(Gan):
 
     name = "wgan_gp"
     critic_name = "critic"
-    metrics = (frechet.SCORE_NAME, "wasserstein_distance", "critic_loss", "g_loss")
 
     def __init__(self, config, source):
         super().__init__(config, source)
@@ -376,7 +374,6 @@ class Vae(_ImageGenerative):
     training=True. Validation decodes z_mean (the model's inference path)."""
 
     name = "vae"
-    metrics = (frechet.SCORE_NAME, "loss", "reconstruction_loss", "kl_loss")
 
     def __init__(self, config, source):
         super().__init__(config, source)
@@ -443,7 +440,6 @@ class Autoencoder(_ImageGenerative):
     kind of noise, seeded by their pixels, so the validation loss measures denoising."""
 
     name = "autoencoder"
-    metrics = ("loss", "psnr", frechet.SCORE_NAME)
 
     def __init__(self, config, source):
         super().__init__(config, source)

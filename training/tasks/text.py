@@ -102,7 +102,6 @@ class LanguageModel(Task):
     """
 
     name = "language_model"
-    metrics = ("loss", "perplexity")
 
     def __init__(self, config, source):
         super().__init__(config, source)
@@ -244,7 +243,6 @@ class TextClassification(_WordpieceTask):
     (a bert_mlm run directory whose encoder weights and vocabulary to start from)."""
 
     name = "text_classification"
-    metrics = ("loss", "accuracy")
 
     def __init__(self, config, source):
         super().__init__(config, source)
@@ -314,7 +312,6 @@ class MaskedLanguageModel(_WordpieceTask):
     with a fixed seed, so its loss is comparable across epochs."""
 
     name = "masked_language_model"
-    metrics = ("loss", "accuracy")
 
     def __init__(self, config, source):
         super().__init__(config, source)
@@ -393,7 +390,6 @@ class Seq2Seq(Task):
     """
 
     name = "seq2seq"
-    metrics = ("loss", "accuracy", "bleu")
 
     def __init__(self, config, source):
         super().__init__(config, source)
