@@ -11,6 +11,7 @@ Used by `python -m training` and `python -m serving` alike, so it belongs to nei
 """
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -59,5 +60,6 @@ def import_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with quiet():
         import tensorflow as tf
-    tf.get_logger().setLevel("ERROR")  # Python-side INFO/WARNING chatter (absl logging)
+    for name in ("tensorflow", "absl"):  # Python-side INFO/WARNING chatter
+        logging.getLogger(name).setLevel(logging.ERROR)
     return tf

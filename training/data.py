@@ -111,6 +111,7 @@ def _tfds_source(name: str) -> Source:
         files = _download_files(builder)
         if manual_dir and all(pathlib.Path(manual_dir, f).is_file() for f in files):
             config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+            _preparing(builder, f"from {manual_dir}")
             try:
                 builder.download_and_prepare(download_config=config)
             except Exception as e:  # tfds raises many kinds; the user needs the reason
@@ -119,6 +120,7 @@ def _tfds_source(name: str) -> Source:
                     f"{str(e).splitlines()[0]}"
                 ) from None
         elif network_available():
+            _preparing(builder, "downloading")
             try:
                 builder.download_and_prepare()
             except Exception as e:  # a proxy or firewall lets the probe through, not the download
@@ -133,6 +135,14 @@ def _tfds_source(name: str) -> Source:
         return builder.as_dataset(split=split, shuffle_files=False)
 
     return Source(name, builder.info.features, splits, load, builder.info.description or "")
+
+
+def _preparing(builder, how):
+    """Say what the first use of a tfds data set is doing (minutes, silent otherwise); its own
+    progress bars only in a terminal (elsewhere they are raw escape sequences in a log)."""
+    print(f"preparing tfds {builder.name} ({how}; once, into {builder.data_dir})", flush=True)
+    if not sys.stdout.isatty():
+        tfds.disable_progress_bar()
 
 
 def _download_files(builder) -> list[str]:
