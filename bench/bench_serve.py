@@ -1,12 +1,18 @@
 """Serving benchmark: the embedded server under N concurrent clients, REST and gRPC, with and
-without server-side batching. `make bench-serve` runs it; results go to bench/results/serve.json.
+without server-side batching, this checkout's server side by side with an older one (by default
+4e5dfe6, the last http.server-based REST server). `make bench-serve` runs it; results go to
+bench/results/serve.json.
 
-For each of the four scenarios it starts `python -m serving serve --backend embedded` on
-127.0.0.1 (OS-chosen ports), warms up, then has `--clients` threads send `--requests` predict
-requests in total (each thread keeps one connection / channel), stopping early at `--time-limit`
-seconds. It reports requests/s, p50/p99 latency and errors (which must be 0: the exit status is 1
-otherwise). The model is the first export under exports/ whose serving_default takes float
-tensors; with none, it exports a tiny `cnn` of its own into a temporary directory.
+The baseline is `git archive --baseline-ref` unpacked into a temporary directory (no worktree, the
+checkout untouched), started as `python -m serving serve` from there with the same interpreter.
+For each batching setting both servers run at once on 127.0.0.1 (OS-chosen ports); after a warm-up
+the benchmark alternates between them, `--rounds` times (who goes first alternating too), each
+turn having `--clients` threads send `--requests` predict requests (each thread keeps one
+connection / channel), stopping early at `--time-limit` seconds. It reports requests/s and p50/p99
+latency over all rounds per server, the per-round p50/p99 medians, and new/old ratios. Errors must
+be 0 (the exit status is 1 otherwise). The model is the first export under exports/ whose
+serving_default takes float tensors; with none, it exports a tiny `cnn` of its own into a
+temporary directory. `--baseline-ref none` benchmarks this checkout alone.
 """
 
 import argparse
@@ -82,8 +88,22 @@ def float_inputs(export_dir: Path):
 # ---- server process ----------------------------------------------------------------------------
 
 
+def baseline_checkout(ref: str, root: Path) -> Path:
+    """The tree at `ref`, unpacked under `root` (git archive: no worktree, no index touched)."""
+    root.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", ref],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        raise SystemExit(f"error: git archive {ref}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
+    return root
+
+
 class Server:
-    def __init__(self, export_dir, batching, max_batch_size, batch_timeout_ms, log_path):
+    def __init__(self, export_dir, batching, max_batch_size, batch_timeout_ms, log_path, cwd=REPO):
         cmd = [sys.executable, "-m", "serving", "serve", str(export_dir), "--backend", "embedded"]
         cmd += ["--host", "127.0.0.1", "--port", "0", "--rest-port", "0"]
         if batching:
@@ -91,7 +111,7 @@ class Server:
             cmd += ["--batch-timeout-ms", str(batch_timeout_ms)]
         self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=self.log, text=True,
+            cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=self.log, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
         lines: queue.Queue = queue.Queue()
@@ -198,7 +218,8 @@ def run_clients(target, args_for, clients, requests, time_limit):
     return latencies, errors, elapsed
 
 
-def scenario(server, api, model, inputs, clients, requests, time_limit):
+def client_args(server, api, model, inputs):
+    """(worker function, its leading arguments) for one API against one server."""
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
@@ -208,18 +229,17 @@ def scenario(server, api, model, inputs, clients, requests, time_limit):
         else:
             doc = {"inputs": {k: v.tolist() for k, v in inputs.items()}}
         body = json.dumps(doc).encode()
-        target, args_for = rest_worker, (server.rest_port, model, body)
-    else:
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = model
-        for key, value in inputs.items():
-            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-        target, args_for = grpc_worker, (server.grpc_port, request)
-    run_clients(target, args_for, min(clients, 4), 40, time_limit)  # warm up, not measured
-    latencies, errors, elapsed = run_clients(target, args_for, clients, requests, time_limit)
+        return rest_worker, (server.rest_port, model, body)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    for key, value in inputs.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    return grpc_worker, (server.grpc_port, request)
+
+
+def summary(latencies, errors, elapsed, requests) -> dict:
     ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
     return {
-        "api": api,
         "requests": len(latencies),
         "errors": len(errors),
         "first_errors": errors[:3],
@@ -232,24 +252,91 @@ def scenario(server, api, model, inputs, clients, requests, time_limit):
     }
 
 
+def compare(servers, apis, model, inputs, args, batching) -> list[dict]:
+    """Alternate between the servers round by round; one result row per (server, API)."""
+    targets = {
+        (side, api): client_args(server, api, model, inputs)
+        for side, server in servers.items()
+        for api in apis
+    }
+    for target, args_for in targets.values():  # warm up, not measured
+        run_clients(target, args_for, min(args.clients, 4), 40, args.time_limit)
+    pooled = {key: ([], [], 0.0) for key in targets}
+    rounds = {key: [] for key in targets}
+    sides = list(servers)
+    for r in range(args.rounds):
+        order = sides if r % 2 == 0 else sides[::-1]
+        for api in apis:
+            for side in order:
+                target, args_for = targets[(side, api)]
+                lat, err, elapsed = run_clients(
+                    target, args_for, args.clients, args.requests, args.time_limit
+                )
+                all_lat, all_err, total = pooled[(side, api)]
+                pooled[(side, api)] = (all_lat + lat, all_err + err, total + elapsed)
+                one = summary(lat, err, elapsed, args.requests)
+                rounds[(side, api)].append(one)
+                shown = {**one, "api": api, "batching": batching, "server": side}
+                print(f"  round {r + 1} {_row(shown)}", flush=True)
+    rows = []
+    for (side, api), (lat, err, elapsed) in pooled.items():
+        row = {"server": side, "api": api, "batching": batching}
+        row.update(summary(lat, err, elapsed, args.requests * args.rounds))
+        per_round = rounds[(side, api)]
+        row["round_p50_ms"] = [x["p50_ms"] for x in per_round]
+        row["round_p99_ms"] = [x["p99_ms"] for x in per_round]
+        row["median_round_p50_ms"] = round(float(np.median(row["round_p50_ms"])), 2)
+        row["median_round_p99_ms"] = round(float(np.median(row["round_p99_ms"])), 2)
+        rows.append(row)
+    return rows
+
+
+def ratios(rows) -> list[dict]:
+    """new/old for each (API, batching): below 1 is faster (latency) ; above 1 is faster (req/s)."""
+    by = {(r["server"], r["api"], r["batching"]): r for r in rows}
+    out = []
+    for (side, api, batching), new in by.items():
+        old = by.get(("old", api, batching))
+        if side != "new" or old is None:
+            continue
+        entry = {"api": api, "batching": batching}
+        for key in ("p50_ms", "p99_ms", "median_round_p50_ms", "median_round_p99_ms"):
+            entry[f"{key}_new_over_old"] = round(new[key] / old[key], 3) if old[key] else None
+        entry["requests_per_s_new_over_old"] = (
+            round(new["requests_per_s"] / old["requests_per_s"], 3)
+            if old["requests_per_s"]
+            else None
+        )
+        out.append(entry)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--export-dir", default=str(REPO / "exports"))
     p.add_argument("--clients", type=int, default=8)
-    p.add_argument("--requests", type=int, default=2000, help="per scenario")
-    p.add_argument("--time-limit", type=float, default=60.0, help="seconds per scenario")
+    p.add_argument("--requests", type=int, default=250, help="per server, API and round")
+    p.add_argument("--rounds", type=int, default=12, help="alternations between the servers")
+    p.add_argument("--time-limit", type=float, default=60.0, help="seconds per turn")
     p.add_argument("--rows", type=int, default=1, help="examples per request")
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--batch-timeout-ms", type=float, default=2.0)
     p.add_argument("--api", choices=["REST", "gRPC", "both"], default="both")
+    p.add_argument(
+        "--baseline-ref",
+        default="4e5dfe6",
+        help="git ref of the server to compare with (default 4e5dfe6, the http.server one); "
+        "'none' for this checkout alone, '.' for this checkout against itself (the noise floor)",
+    )
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "serve.json"))
     args = p.parse_args(argv)
-    if args.clients < 1 or args.requests < 1 or not 0 < args.time_limit <= 600:
-        p.error("--clients and --requests must be >= 1, --time-limit in (0, 600]")
+    if args.clients < 1 or args.requests < 1 or args.rounds < 1 or not 0 < args.time_limit <= 600:
+        p.error("--clients, --requests, --rounds must be >= 1, --time-limit in (0, 600]")
 
     import tensorflow as tf
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    baseline = args.baseline_ref if args.baseline_ref.lower() != "none" else None
     try:
         export_dir = Path(args.export_dir)
         found = float_inputs(export_dir) if export_dir.is_dir() else None
@@ -259,6 +346,10 @@ def main(argv=None) -> int:
             found = float_inputs(export_dir)
             source = "tiny cnn exported by the benchmark (exports/ had no float-input model)"
         model, shapes = found
+        if baseline == ".":  # an A/A run: this checkout against itself, to see the noise
+            old_tree = REPO
+        else:
+            old_tree = baseline_checkout(baseline, scratch / "baseline") if baseline else None
         rng = np.random.default_rng(0)
         inputs = {
             k: rng.uniform(0, 255, size=(args.rows, *s)).astype(np.float32)
@@ -267,33 +358,40 @@ def main(argv=None) -> int:
         apis = ["REST", "gRPC"] if args.api == "both" else [args.api]
         results = []
         for batching in (False, True):
-            server = Server(
-                export_dir,
-                batching,
-                args.max_batch_size,
-                args.batch_timeout_ms,
-                scratch / f"server-batching-{batching}.log",
-            )
+            servers = {}
             try:
-                for api in apis:
-                    row = scenario(
-                        server, api, model, inputs, args.clients, args.requests, args.time_limit
+                trees = {"new": REPO, "old": old_tree} if old_tree else {"new": REPO}
+                # Who starts first alternates with the batching setting.
+                for side, tree in sorted(trees.items(), reverse=batching):
+                    servers[side] = Server(
+                        export_dir,
+                        batching,
+                        args.max_batch_size,
+                        args.batch_timeout_ms,
+                        scratch / f"server-{side}-batching-{batching}.log",
+                        cwd=tree,
                     )
-                    row["batching"] = batching
-                    results.append(row)
+                servers = {side: servers[side] for side in trees}
+                rows = compare(servers, apis, model, inputs, args, batching)
+                for row in rows:
                     print(_row(row), flush=True)
+                results.extend(rows)
             finally:
-                server.stop()
+                for server in servers.values():
+                    server.stop()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
     report = {
-        "benchmark": "embedded TF-Serving-compatible server, predict",
+        "benchmark": "embedded TF-Serving-compatible server, predict, this checkout vs baseline",
+        "baseline_ref": baseline,
+        "head": _git_head(),
         "model": model,
         "model_source": source,
         "input_shapes": {k: [args.rows, *s] for k, s in shapes.items()},
         "clients": args.clients,
-        "requests_per_scenario": args.requests,
+        "requests_per_round": args.requests,
+        "rounds": args.rounds,
         "time_limit_s": args.time_limit,
         "batching": {
             "max_batch_size": args.max_batch_size,
@@ -304,9 +402,11 @@ def main(argv=None) -> int:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "tensorflow": tf.__version__,
-            "note": "clients are threads in one process on the same machine as the server",
+            "note": "clients are threads in one process on the same machine as both servers; "
+            "the servers take turns, each idle while the other is measured",
         },
         "scenarios": results,
+        "new_over_old": ratios(results),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -317,26 +417,45 @@ def main(argv=None) -> int:
     return 1 if any(r["errors"] for r in results) else 0
 
 
+def _git_head() -> str | None:
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return head.stdout.strip() or None
+
+
 def _row(r) -> str:
     return (
-        f"{r['api']:<5} batching={'on ' if r['batching'] else 'off'} {r['requests']:>6} req "
-        f"{r['requests_per_s']:>8.1f} req/s  p50 {r['p50_ms']:>7.2f} ms  p99 {r['p99_ms']:>7.2f} ms"
-        f"  errors {r['errors']}"
+        f"{r.get('server', 'new'):<3} {r['api']:<5} batching={'on ' if r['batching'] else 'off'} "
+        f"{r['requests']:>6} req {r['requests_per_s']:>8.1f} req/s  p50 {r['p50_ms']:>7.2f} ms  "
+        f"p99 {r['p99_ms']:>7.2f} ms  errors {r['errors']}"
     )
 
 
 def table(report) -> str:
     lines = [
         f"model {report['model']} input {report['input_shapes']}, {report['clients']} clients, "
-        f"{report['machine']['cpus']} CPUs",
-        "| API | batching | requests | req/s | p50 ms | p99 ms | errors |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        f"{report['rounds']} rounds x {report['requests_per_round']} requests, "
+        f"{report['machine']['cpus']} CPUs, baseline {report['baseline_ref']}",
+        "| server | API | batching | requests | req/s | p50 ms | p99 ms | errors |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
-    for r in report["scenarios"]:
+    for r in sorted(report["scenarios"], key=lambda r: (r["batching"], r["api"], r["server"])):
         lines.append(
-            f"| {r['api']} | {'on' if r['batching'] else 'off'} | {r['requests']} | "
-            f"{r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} |"
+            f"| {r['server']} | {r['api']} | {'on' if r['batching'] else 'off'} | {r['requests']} "
+            f"| {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} |"
         )
+    if report["new_over_old"]:
+        lines += [
+            "",
+            "| API | batching | p50 new/old | p99 new/old | req/s new/old |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for q in report["new_over_old"]:
+            lines.append(
+                f"| {q['api']} | {'on' if q['batching'] else 'off'} | {q['p50_ms_new_over_old']} "
+                f"| {q['p99_ms_new_over_old']} | {q['requests_per_s_new_over_old']} |"
+            )
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ def run(args, models: dict, reason: str) -> int:
     import tensorflow as tf  # noqa: F401 - import once, before any thread needs it
 
     from serving.config import read_model_server_config
+    from serving.server.accesslog import AccessLog
     from serving.server.grpc_api import start_grpc_server
     from serving.server.memory import MemoryTrimmer
     from serving.server.metrics import Metrics
@@ -27,6 +28,7 @@ def run(args, models: dict, reason: str) -> int:
     )
     from serving.server.rest import METRICS_PATH, Limits, RestServer
 
+    access_log = AccessLog(stream=sys.stderr)
     metrics = Metrics()
     trimmer = MemoryTrimmer()
     batching = None
@@ -106,4 +108,5 @@ def run(args, models: dict, reason: str) -> int:
     grpc_server.stop(grace=2).wait(3)
     manager.stop()
     trimmer.stop()
+    access_log.close()
     return 0

@@ -19,11 +19,11 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from serving.server import accesslog
 from serving.server.errors import ServingError, from_exception, grpc_code, invalid
 from serving.server.tensors import array_from_proto
 
 log = logging.getLogger("serving.server.grpc")
-access_log = logging.getLogger("serving.server.access")
 LARGE_REQUEST_BYTES = 1 << 20
 
 SIGNATURE_DEF = "signature_def"
@@ -80,13 +80,8 @@ class _Base:
         finally:
             elapsed = time.perf_counter() - started
             code = err.code if err is not None else "OK"
-            access_log.info(
-                "%s gRPC /%s/%s %s %.2f ms",
-                _peer(context),
-                self.service,
-                method,
-                code,
-                elapsed * 1e3,
+            accesslog.request(
+                _peer(context), "gRPC", f"/{self.service}/{method}", code, elapsed * 1e3
             )
             if self.metrics is not None:
                 known = model_name if model_name in self.manager.model_names() else "unknown"

@@ -21,33 +21,31 @@ Handlers (JSON parsing, the signature call) run on a fixed pool of worker thread
 loop; the pool's size bounds the predicts in flight and so the memory they hold. Bodies are read
 under a deadline (408) and a size limit (413), `Content-Encoding: gzip` is decompressed within the
 same limit, other encodings get 415. Each request leaves one access log line (method, path,
-status, milliseconds) on the `serving.server.access` logger.
+status, milliseconds) on the `serving.server.access` logger (see accesslog.py).
 """
 
 import asyncio
+import collections
 import logging
 import re
 import socket
 import threading
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 import httptools
 import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, Router
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from serving.server import tensors
+from serving.server import accesslog, tensors
 from serving.server.errors import ServingError, from_exception, invalid
 
 log = logging.getLogger("serving.server.rest")
-access_log = logging.getLogger("serving.server.access")
 
 METRICS_PATH = "/monitoring/prometheus/metrics"
 _PREDICT = re.compile(
@@ -130,6 +128,11 @@ class _Protocol(HttpToolsProtocol):
     # -- connection --
 
     def connection_made(self, transport):
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # asyncio sets this only on sockets made with proto=IPPROTO_TCP. Without it, Nagle
+            # holds the body behind the unacknowledged headers: 40 ms a keep-alive request.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(_Transport(transport, self))
         if len(self.connections) > self.limits.max_connections:
             self._reject(503, "Too many open connections")
@@ -153,13 +156,13 @@ class _Protocol(HttpToolsProtocol):
             self._hard_close()
             return
         self._lingering = True
-        raw = self.transport.raw
-        if raw.can_write_eof():
-            raw.write_eof()
+        if self.transport.raw.can_write_eof():
+            self.transport.write_eof()
         self.loop.call_later(2.0, self._hard_close)
 
     def _hard_close(self):
         self._closed = True
+        self.transport.flush()
         self.transport.raw.close()
 
     def _cancel_timers(self):
@@ -182,9 +185,7 @@ class _Protocol(HttpToolsProtocol):
             parts = self._line.split(b" ", 2)
             method = parts[0][:16].decode("latin-1")
             path = parts[1][:200].decode("latin-1") if len(parts) > 1 else "-"
-        access_log.info(
-            "%s %s %s %d 0.00 ms (%s)", _peer(self.client), method, path, status, message
-        )
+        accesslog.request(_peer(self.client), method, path, status, 0.0, message)
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             if cycle.response_started:
@@ -346,22 +347,45 @@ class _Protocol(HttpToolsProtocol):
 
 
 class _Transport:
-    """The connection's transport as uvicorn sees it: closing it while a refused body is still
-    arriving lingers (see _Protocol._linger) instead of resetting the connection."""
+    """The connection's transport as uvicorn sees it.
 
-    __slots__ = ("raw", "_protocol")
+    uvicorn writes a response's status line and headers, then its body, in two writes: two
+    send() calls. The head is held until the body follows (or the loop's next turn), so a response
+    leaves in one. Closing while a refused body is still arriving lingers (see _Protocol._linger)
+    instead of resetting the connection."""
+
+    __slots__ = ("raw", "_protocol", "_held")
 
     def __init__(self, raw, protocol):
         self.raw = raw
         self._protocol = protocol
+        self._held = None
 
     def __getattr__(self, name):
         return getattr(self.raw, name)
 
     def write(self, data):
+        if self._held is not None:
+            data = self._held + data
+            self._held = None
+        elif data.endswith(b"\r\n\r\n") and data.startswith(b"HTTP/1.1 "):
+            self._held = data
+            self._protocol.loop.call_soon(self.flush)
+            return
         self.raw.write(data)
 
+    def flush(self):
+        if self._held is not None:
+            data, self._held = self._held, None
+            if not self.raw.is_closing():
+                self.raw.write(data)
+
+    def write_eof(self):
+        self.flush()
+        self.raw.write_eof()
+
     def close(self):
+        self.flush()
         p = self._protocol
         if not p._closed and not p._in_head and p.cycle is not None and p.cycle.response_complete:
             p._linger()
@@ -376,6 +400,84 @@ def _peer(client) -> str:
 # ---- the application: routing, bodies, handlers ------------------------------------------------
 
 
+class Workers:
+    """A fixed pool of threads running blocking calls for the event loop.
+
+    `await workers.run(fn, *args)`: like loop.run_in_executor, with less machinery between the
+    loop and the thread (no concurrent.futures.Future chained to an asyncio one; the result comes
+    back through one call_soon_threadsafe), and the most recently idle thread takes the next call:
+    under light load one warm thread (its CPU caches, TensorFlow's per-thread state) serves
+    request after request instead of all of them in turn.
+    """
+
+    def __init__(self, n: int, name: str = "rest"):
+        self._lock = threading.Lock()
+        self._idle: list = []  # a stack of [event, job] slots of idle threads
+        self._pending: collections.deque = collections.deque()
+        self._stopping = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(n)
+        ]
+        for t in self._threads:
+            t.start()
+
+    async def run(self, fn, *args):
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        job = (loop, future, fn, args)
+        with self._lock:
+            if self._idle:
+                slot = self._idle.pop()
+                slot[1] = job
+                slot[0].set()
+            else:
+                self._pending.append(job)
+        return await future
+
+    def _work(self):
+        slot = [threading.Event(), None]
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return
+                job = self._pending.popleft() if self._pending else None
+                if job is None:
+                    slot[0].clear()
+                    self._idle.append(slot)
+            if job is None:
+                slot[0].wait()
+                job, slot[1] = slot[1], None
+                if job is None:
+                    return  # shutdown
+            loop, future, fn, args = job
+            try:
+                result, error = fn(*args), None
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                result, error = None, exc
+            del job, args
+            try:
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            except RuntimeError:  # the loop is closed: the server is stopping
+                pass
+            del future, result, error
+
+    def shutdown(self):
+        with self._lock:
+            self._stopping = True
+            idle, self._idle = self._idle, []
+        for slot in idle:
+            slot[0].set()
+
+
+def _settle(future, result, error):
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
 class _TooLarge(ServingError):
     def __init__(self, n, limit, what="Request body"):
         super().__init__(
@@ -386,15 +488,17 @@ class _TooLarge(ServingError):
 
 
 class RestApi:
-    """The request handlers; `app` is the Starlette application serving them."""
+    """The request handlers; `app` is the ASGI application serving them: a Starlette Router
+    (without the Starlette() wrapper's two error middlewares: every failure is answered by
+    `endpoint` itself) whose one route hands every path to TF Serving's own routing."""
 
     def __init__(self, manager, metrics, limits: Limits, trimmer=None):
         self.manager = manager
         self.metrics = metrics
         self.limits = limits
         self.trimmer = trimmer
-        self.pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="rest")
-        self.app = Starlette(routes=[Route("/{path:path}", self.endpoint, methods=_METHODS)])
+        self.workers = Workers(limits.workers)
+        self.app = Router(routes=[Route("/{path:path}", self.endpoint, methods=_METHODS)])
 
     async def endpoint(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -404,15 +508,14 @@ class RestApi:
         status, api, model, code = 500, "", "", "OK"
         try:
             body = await self._read_body(request)
-            loop = asyncio.get_running_loop()
             if path == METRICS_PATH and method in ("GET", "HEAD"):
-                text = await loop.run_in_executor(self.pool, self._metrics_text)
+                text = await self.workers.run(self._metrics_text)
                 status = 200
                 response = Response(text, 200, media_type="text/plain; version=0.0.4")
             else:
                 encoding = request.headers.get("content-encoding")
-                status, payload, api, model, code = await loop.run_in_executor(
-                    self.pool, self.handle, method, path, body, encoding
+                status, payload, api, model, code = await self.workers.run(
+                    self.handle, method, path, body, encoding
                 )
                 response = Response(payload, status, media_type=JSON)
         except ClientDisconnect:
@@ -423,9 +526,7 @@ class RestApi:
             headers = {"connection": "close"} if status == 408 else None
             response = Response(_error_body(err), status, headers, media_type=JSON)
         elapsed = time.perf_counter() - started
-        access_log.info(
-            "%s %s %s %d %.2f ms", _peer(scope.get("client")), method, path, status, elapsed * 1e3
-        )
+        accesslog.request(_peer(scope.get("client")), method, path, status, elapsed * 1e3)
         if api and self.metrics is not None:
             known = model if model in self.manager.model_names() else ""
             self.metrics.observe(known or "unknown", api, "REST", code, elapsed)
@@ -536,7 +637,7 @@ class RestApi:
         return tensors.outputs_to_json(outputs, fmt)
 
     def close(self):
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.workers.shutdown()
 
 
 def gunzip(data: bytes, limit: int) -> bytes:
@@ -623,7 +724,7 @@ class RestServer:
         self.limits = limits
         self.api = RestApi(manager, metrics, limits, trimmer)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self.sock.bind((host, port))

@@ -48,9 +48,15 @@ def spec_kind(np_dtype) -> str:
 
 
 # Numbers that may not fit a double: an exponent of three digits or more, or 300+ digits in a row.
-# Only bodies that have one pay for the per-number check.
 _MAYBE_HUGE = re.compile(rb"[eE][+-]?0*[1-9][0-9]{2}|[0-9]{300}")
 _UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class JsonDocument(dict):
+    """A parsed request. `inf_is_overflow`: the body has no Infinity literal, so an infinite
+    number in it can only be one too big for a double (1e400), which TF Serving refuses."""
+
+    inf_is_overflow = False
 
 
 def _finite_float(text: str) -> float:
@@ -68,7 +74,10 @@ def parse_json_body(body: bytes) -> dict:
     """The request document: a JSON object in UTF-8, as TF Serving's RapidJSON reads it.
 
     NaN/Infinity literals are accepted (TF Serving does); a number that overflows a double
-    (1e400), a byte-order mark, UTF-16/32 or invalid UTF-8 are refused.
+    (1e400), a byte-order mark, UTF-16/32 or invalid UTF-8 are refused. Overflow costs nothing on
+    the common path: without an `Infinity` in the body, json's C parser runs as is and an infinite
+    float tensor value is reported later (JsonDocument.inf_is_overflow); only bodies that hold
+    both an `Infinity` and a possibly huge number are parsed number by number.
     """
     if not body.strip():
         raise invalid("JSON Parse error: The document is empty")
@@ -86,22 +95,27 @@ def parse_json_body(body: bytes) -> dict:
         raise invalid(
             f"JSON Parse error: Invalid encoding in string (at byte {exc.start})"
         ) from None
+    literal_infinity = b"Infinity" in body
     try:
-        if _MAYBE_HUGE.search(body):
+        if literal_infinity and _MAYBE_HUGE.search(body):
             doc = json.loads(text, parse_float=_finite_float)
         else:
             doc = json.loads(text)
     except _NumberTooBig as exc:
-        raise invalid(
-            f"JSON Parse error: Number too big to be stored in double: {_clip(exc)}"
-        ) from None
+        raise number_too_big(exc) from None
     except RecursionError:
         raise invalid("JSON Parse error: nesting too deep") from None
     except ValueError as exc:
         raise invalid(f"JSON Parse error: {exc}") from None
     if not isinstance(doc, dict):
         raise invalid(f"JSON Value: {_short(doc)} Is not object")
+    doc = JsonDocument(doc)
+    doc.inf_is_overflow = not literal_infinity
     return doc
+
+
+def number_too_big(value) -> ServingError:
+    return invalid(f"JSON Parse error: Number too big to be stored in double: {_clip(value)}")
 
 
 def _clip(exc, limit=40) -> str:
@@ -137,7 +151,7 @@ def inputs_from_json(
         instances = doc[INSTANCES]
         if max_instances and isinstance(instances, list) and len(instances) > max_instances:
             raise too_many_instances("Request", len(instances), max_instances)
-        return _from_instances(instances, specs), "row"
+        return _from_instances(instances, specs, _overflow(doc)), "row"
     if INPUTS in doc:
         value = doc[INPUTS]
         if max_instances:
@@ -145,8 +159,12 @@ def inputs_from_json(
             for name, tensor in named:
                 if isinstance(tensor, list) and len(tensor) > max_instances:
                     raise too_many_instances(f"Input '{name}'", len(tensor), max_instances)
-        return _from_inputs(value, specs), "columnar"
+        return _from_inputs(value, specs, _overflow(doc)), "columnar"
     raise invalid("Missing 'inputs' or 'instances' key")
+
+
+def _overflow(doc) -> bool:
+    return getattr(doc, "inf_is_overflow", False)
 
 
 def too_many_instances(what: str, n: int, limit: int) -> ServingError:
@@ -156,7 +174,7 @@ def too_many_instances(what: str, n: int, limit: int) -> ServingError:
     )
 
 
-def _from_instances(instances, specs):
+def _from_instances(instances, specs, inf_is_overflow=False):
     if not isinstance(instances, list):
         raise invalid("Excepting 'instances' to be an list/array")
     if not instances:
@@ -174,7 +192,7 @@ def _from_instances(instances, specs):
             if _is_named_object(item):
                 raise invalid(f"Expecting value/list but got object at item {i} of input list")
         try:
-            return {name: json_to_array(instances, spec)}
+            return {name: json_to_array(instances, spec, inf_is_overflow)}
         except ServingError as exc:
             raise invalid(f"Failed to process 'instances' list. Error: {exc.message}") from None
     rows: dict[str, list] = {name: [] for name in specs}
@@ -188,7 +206,7 @@ def _from_instances(instances, specs):
             )
         for name, value in item.items():
             try:
-                arr = json_to_array(value, specs[name])
+                arr = json_to_array(value, specs[name], inf_is_overflow)
             except ServingError as exc:
                 raise invalid(
                     f"Failed to process element: {i} key: {name} of 'instances' list. "
@@ -203,7 +221,7 @@ def _from_instances(instances, specs):
     return {name: np.stack(arrays) for name, arrays in rows.items()}
 
 
-def _from_inputs(value, specs):
+def _from_inputs(value, specs, inf_is_overflow=False):
     if not _is_named_object(value):
         if len(specs) > 1:
             raise invalid(
@@ -211,12 +229,12 @@ def _from_inputs(value, specs):
                 "required as per tensorinfo_map"
             )
         ((name, spec),) = specs.items()
-        return {name: json_to_array(value, spec)}
+        return {name: json_to_array(value, spec, inf_is_overflow)}
     out = {}
     for name, spec in specs.items():
         if name not in value:
             raise invalid(f"Missing named input: {name} in 'inputs' object.")
-        out[name] = json_to_array(value[name], spec)
+        out[name] = json_to_array(value[name], spec, inf_is_overflow)
     extra = sorted(set(value) - set(specs))
     if extra:
         raise invalid(f"Unexpected named input(s): {', '.join(extra)} in 'inputs' object.")
@@ -231,8 +249,11 @@ def _is_b64(value) -> bool:
     return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
 
 
-def json_to_array(value, spec: TensorSpecInfo) -> np.ndarray:
-    """A (nested) JSON list as a dense numpy array of the spec's dtype, or INVALID_ARGUMENT."""
+def json_to_array(value, spec: TensorSpecInfo, inf_is_overflow: bool = False) -> np.ndarray:
+    """A (nested) JSON list as a dense numpy array of the spec's dtype, or INVALID_ARGUMENT.
+
+    `inf_is_overflow`: the request had no Infinity literal, so an infinite value was a number
+    too big for a double (see parse_json_body)."""
     shape = []
     probe = value
     while isinstance(probe, list):
@@ -274,14 +295,18 @@ def json_to_array(value, spec: TensorSpecInfo) -> np.ndarray:
     except (OverflowError, ValueError, TypeError) as exc:
         raise invalid(f"Cannot convert JSON values to {spec.dtype_name}: {exc}") from None
     if kind == "float" and arr.size:
-        _check_lossless(flat, kinds, arr, spec)
+        _check_lossless(flat, kinds, arr, spec, inf_is_overflow)
     return arr
 
 
-def _check_lossless(flat, kinds, arr, spec):
+def _check_lossless(flat, kinds, arr, spec, inf_is_overflow=False):
     """TF Serving refuses numbers a float type cannot hold (out of range, or big integers)."""
     bad = None
     if not np.isfinite(arr).all():
+        if inf_is_overflow:
+            wide = np.asarray(flat, dtype=np.float64)
+            if np.isinf(wide).any():
+                raise number_too_big(flat[int(np.argmax(np.isinf(wide)))])
         wide = np.asarray(flat, dtype=np.float64)
         overflow = ~np.isfinite(arr.reshape(-1)) & np.isfinite(wide)
         if overflow.any():
@@ -391,6 +416,24 @@ _PROTO_FIELDS = {
 }
 
 
+_DTYPES: dict = {}  # DataType enum -> (TF name, bytes per element, value field, values each)
+
+
+def _dtype_info(enum: int):
+    info = _DTYPES.get(enum)
+    if info is None:
+        import tensorflow as tf
+
+        try:
+            dtype = tf.dtypes.as_dtype(enum)
+        except TypeError:
+            return None
+        field, per_element = _PROTO_FIELDS.get(dtype.name, (None, 1))
+        size = 1 if dtype == tf.string else dtype.size
+        info = _DTYPES[enum] = (dtype.name, size, field, per_element)
+    return info
+
+
 def array_from_proto(name: str, proto, max_instances: int | None, max_bytes: int) -> np.ndarray:
     """A request's TensorProto as a numpy array, checked before anything is materialised.
 
@@ -402,48 +445,46 @@ def array_from_proto(name: str, proto, max_instances: int | None, max_bytes: int
     import tensorflow as tf
 
     what = f"Input '{name}'"
-    try:
-        dtype = tf.dtypes.as_dtype(proto.dtype)
-    except TypeError:
-        raise invalid(f"{what} has an invalid dtype ({proto.dtype})") from None
-    if proto.dtype == 0:
-        raise invalid(f"{what} has no dtype (DT_INVALID)")
-    if proto.tensor_shape.unknown_rank:
+    info = _dtype_info(proto.dtype) if proto.dtype else None
+    if info is None:
+        raise invalid(f"{what} has an invalid dtype ({proto.dtype})")
+    type_name, itemsize, field, per_element = info
+    shape = proto.tensor_shape
+    if shape.unknown_rank:
         raise invalid(f"{what} has a tensor_shape of unknown rank; a request tensor needs a shape")
-    dims = [d.size for d in proto.tensor_shape.dim]
-    if any(d < 0 for d in dims):
-        raise invalid(f"{what} has a negative dimension in its shape {dims}")
+    dims = [d.size for d in shape.dim]
+    elements = 1
+    for d in dims:
+        if d < 0:
+            raise invalid(f"{what} has a negative dimension in its shape {dims}")
+        elements *= d
     if max_instances and dims and dims[0] > max_instances:
         raise too_many_instances(what, dims[0], max_instances)
-    elements = math.prod(dims)
-    type_name = dtype.name
-    field, per_element = _PROTO_FIELDS.get(type_name, (None, 1))
-    itemsize = dtype.size if dtype != tf.string else 1
     nbytes = elements * itemsize
     if nbytes > max_bytes:
         raise invalid(
             f"{what} of shape {dims} and type {type_name} would take {nbytes} bytes, more than "
             f"the server's limit of {max_bytes} bytes"
         )
-    if proto.tensor_content:
-        if dtype == tf.string:
+    content = len(proto.tensor_content)
+    if content:
+        if type_name == "string":
             raise invalid(f"{what}: string tensors cannot use tensor_content")
-        if len(proto.tensor_content) != nbytes:
+        if content != nbytes:
             raise invalid(
-                f"{what} has tensor_content of {len(proto.tensor_content)} bytes, but its shape "
+                f"{what} has tensor_content of {content} bytes, but its shape "
                 f"{dims} of {type_name} needs {nbytes}"
             )
     elif field is not None:
-        count = len(getattr(proto, field)) // per_element
-        if count not in (elements, 1) and not (count == 0 and elements == 0):
+        values = getattr(proto, field)
+        count = len(values) // per_element
+        if count != elements and count != 1 and not (count == 0 and elements == 0):
             raise invalid(
                 f"{what} has {count} values in {field}, but its shape {dims} holds {elements} "
                 "(send one value per element, or a single value to fill the shape)"
             )
-        if count == 0 and elements:
-            raise invalid(f"{what} has no values for its shape {dims}")
-        if dtype == tf.string and count:
-            total = sum(map(len, proto.string_val)) * (elements if count == 1 else 1)
+        if type_name == "string" and count:
+            total = sum(map(len, values)) * (elements if count == 1 else 1)
             if total > max_bytes:
                 raise invalid(
                     f"{what} would take {total} bytes of strings, more than the server's limit "
