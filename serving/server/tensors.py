@@ -8,6 +8,7 @@ output tensors whose name ends in `_bytes` are written as base64. Every malforme
 
 import base64
 import binascii
+import itertools
 import json
 import math
 import re
@@ -261,8 +262,10 @@ def json_to_array(value, spec: TensorSpecInfo, inf_is_overflow: bool = False) ->
         if not probe:
             break
         probe = probe[0]
-    flat: list = []
-    _flatten(value, shape, 0, flat)
+    flat = _flatten_regular(value, shape)
+    if flat is None:  # not evenly nested: the slow walk finds where, for the message
+        flat = []
+        _flatten(value, shape, 0, flat)
     kinds = set(map(type, flat))
     if list in kinds:
         raise invalid(f"Encountered list at unexpected level: {len(shape)} expected < {len(shape)}")
@@ -318,6 +321,22 @@ def _check_lossless(flat, kinds, arr, spec, inf_is_overflow=False):
         raise invalid(
             f"Cannot convert JSON value: {bad} to {spec.dtype_name} without loss of precision."
         )
+
+
+def _flatten_regular(value, shape):
+    """The leaves of an evenly nested list of `shape`, level by level in C loops (map, chain);
+    None when some list is not where or as long as the shape says."""
+    if not shape:
+        return [value]
+    level = value
+    for depth, size in enumerate(shape):
+        if depth:
+            if set(map(type, level)) != {list} or set(map(len, level)) != {size}:
+                return None
+            level = list(itertools.chain.from_iterable(level))
+        elif len(level) != size:
+            return None
+    return level if isinstance(level, list) else list(level)
 
 
 def _flatten(value, shape, level, out):

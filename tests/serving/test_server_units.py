@@ -145,3 +145,25 @@ def test_metrics_text_parses_with_tf_serving_names():
     assert buckets[0].labels["le"] == "10.0" and buckets[-1].labels["le"] == "+Inf"
     assert families["process_cpu_seconds"].type == "counter"  # prometheus_client's own
     assert ':tensorflow:serving:request_count{model_name="cnn",status="OK"} 1.0' in text
+
+
+def test_grpc_outputs_round_trip_through_make_ndarray():
+    import tensorflow as tf
+    from tensorflow.core.framework import tensor_pb2
+
+    from serving.server.grpc_api import fill_tensor_proto
+
+    for arr in (
+        np.random.default_rng(0).random((3, 10)).astype(np.float32),
+        np.arange(6, dtype=np.int64).reshape(2, 3),
+        np.float64(3.5).reshape(()),
+        np.zeros((0, 4), np.float16),
+        np.array([True, False]),
+        np.array([b"cat", b"dog"], dtype=object),
+        np.asfortranarray(np.arange(12, dtype=np.int32).reshape(3, 4)),
+    ):
+        proto = tensor_pb2.TensorProto()
+        fill_tensor_proto(proto, arr)
+        back = tf.make_ndarray(proto)
+        assert back.dtype == arr.dtype and back.shape == arr.shape
+        np.testing.assert_array_equal(back, arr)
