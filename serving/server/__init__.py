@@ -95,9 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rest-workers",
         type=int,
-        default=16,
-        help="embedded: threads running REST requests, i.e. REST predicts in flight "
-        "(default 16; gRPC has 16 of its own)",
+        default=None,
+        help="embedded: threads running REST requests, i.e. REST predicts in flight (default 16, "
+        "or --max-batch-size if larger with --enable-batching, so a batch can fill; gRPC has 16 "
+        "of its own)",
     )
     p.add_argument("--docker-image", default=DOCKER_IMAGE)
     return p

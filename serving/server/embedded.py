@@ -64,7 +64,8 @@ def run(args, models: dict, reason: str) -> int:
             header_timeout_s=args.rest_header_timeout_seconds or min(idle, 10.0),
             body_timeout_s=args.rest_body_timeout_seconds or 2 * idle,
             max_connections=args.rest_max_connections,
-            workers=args.rest_workers,
+            workers=args.rest_workers
+            or max(16, args.max_batch_size if args.enable_batching else 0),
             max_instances=args.max_instances,
         )
         rest = RestServer(manager, metrics, args.host, args.rest_port, limits, trimmer)
