@@ -45,22 +45,27 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(shared_data, tmp_path):
     assert not np.allclose(one[0], 0)
 
 
+def worker_environments(n):
+    """The environments of n local MultiWorkerMirroredStrategy workers (TF_CONFIG by hand)."""
+    cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(n)]}
+    return [
+        {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONUNBUFFERED": "1",
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+        }
+        for i in range(n)
+    ]
+
+
 @pytest.fixture(scope="module")
 def two_process_run(shared_data, tmp_path_factory):
     """tests/training/workers.py multi-worker in two processes with hand-written TF_CONFIG: the
     directory holding w0.npz, w1.npz (each worker's final weights) and runs0/ (the chief's runs)."""
     tmp_path = tmp_path_factory.mktemp("two_process")
-    ports = [free_port(), free_port()]
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
-    for index in range(2):
-        env = {
-            **os.environ,
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            "TF_CONFIG": json.dumps(
-                {"cluster": cluster, "task": {"type": "worker", "index": index}}
-            ),
-        }
+    for index, env in enumerate(worker_environments(2)):
         procs.append(
             subprocess.Popen(
                 [
@@ -154,18 +159,8 @@ def test_sigterm_to_every_worker_at_once_stops_them_at_one_step(shared_data, tmp
     """As Kubernetes stops a job: SIGTERM to both workers together, at slightly different steps.
     The workers agree on stopping at a step boundary, so neither waits in an all-reduce for a
     peer that has left: both exit 143 and the chief's checkpoint is saved."""
-    ports = [free_port(), free_port()]
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
-    for index in range(2):
-        env = {
-            **os.environ,
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            "PYTHONUNBUFFERED": "1",
-            "TF_CONFIG": json.dumps(
-                {"cluster": cluster, "task": {"type": "worker", "index": index}}
-            ),
-        }
+    for index, env in enumerate(worker_environments(2)):
         command = [sys.executable, "-m", "training", "train", workers.RECIPE, "--tiny"]
         command += ["--dataset", f"folder:{shared_data / 'mnist5k'}", "--strategy", "multi_worker"]
         command += ["--set", "train.batch_size=16", "--set", "train.log_every=1", "--no-export"]
