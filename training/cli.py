@@ -1,4 +1,4 @@
-"""The training command line: `train <recipe>`, `launch --workers N <recipe>`, `list`.
+"""The training command line: `train <recipe>`, `list`, and the tools in TOOLS (`launch`, ...).
 
 `train` runs the loop, then hands the finished run directory to `python -m serving export` in a
 fresh process (the recipe's `export.formats`; `--no-export` skips it) and prints one JSON line:
@@ -10,18 +10,26 @@ after saving a checkpoint.
 """
 
 import argparse
+import importlib
 import json
 import os
 import pathlib
 import subprocess
 import sys
 
+# Tools on a recipe, a run or an export: `python -m training <tool> ...` runs the module's
+# main(argv) with the arguments after the tool's name. A new tool is one module and one line here.
+TOOLS = {
+    "launch": ("training.launch", "train on N local worker processes, or emit a k8s TFJob"),
+}
+
 
 def _parser():
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="models, recipes, data sets, strategies")
-    commands.add_parser("launch", help="train on N local worker processes, or emit a k8s TFJob")
+    for name, (_, help_) in TOOLS.items():
+        commands.add_parser(name, help=help_, add_help=False)
     t = commands.add_parser("train", help="train a recipe")
     t.add_argument("recipe")
     t.add_argument(
@@ -52,10 +60,8 @@ def _parser():
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["launch"]:  # its own flags, then a train command line for every worker
-        from training import launch
-
-        return launch.main(argv[1:])
+    if argv and argv[0] in TOOLS:  # each tool parses its own arguments
+        return importlib.import_module(TOOLS[argv[0]][0]).main(argv[1:])
     args = _parser().parse_args(argv)
     import console
 
