@@ -111,6 +111,15 @@ def test_every_export_format_is_one_module_with_its_own_tests():
         assert (REPO / "tests" / "serving" / f"test_export_{name}.py").is_file(), name
 
 
+def test_every_training_tool_is_a_module_with_main():
+    import importlib
+
+    from training import cli
+
+    for name, (module, _) in cli.TOOLS.items():
+        assert callable(importlib.import_module(module).main), name
+
+
 def test_files_the_readme_names_for_adding_things_exist():
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Adding a model, a task, an export format", 1)[1]
