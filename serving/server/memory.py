@@ -2,9 +2,10 @@
 
 A large predict (thousands of instances as JSON) briefly takes hundreds of megabytes: Python
 objects for the parsed document, then numpy arrays. Once they are freed, glibc's malloc keeps the
-pages in its per-thread arenas for reuse, so the server's resident size stays at its peak for
-good. After large requests, once the server has been quiet for a moment, `malloc_trim(0)` returns
-those pages. Elsewhere (not glibc) this does nothing.
+pages in its per-thread arenas for reuse, so the server's resident size stays near its peak for
+good. Two remedies, glibc only (elsewhere this does nothing): a fixed mmap threshold, so large
+blocks go back to the OS as soon as they are freed, and, after large requests, once the server
+has been quiet for a moment, `malloc_trim(0)` for what the arenas still hold.
 """
 
 import ctypes
@@ -26,12 +27,30 @@ def _malloc_trim():
     return trim
 
 
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+MMAP_THRESHOLD_BYTES = 256 << 10
+
+
+def _mallopt(param: int, value: int) -> bool:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)))
+    except (OSError, AttributeError):
+        return False
+
+
 class MemoryTrimmer:
     """`request_done()` after each large request; trims once no request came for `quiet_s`."""
 
     def __init__(self, quiet_s: float = 0.2):
         self.quiet_s = quiet_s
         self._trim = _malloc_trim()
+        if self._trim is not None:
+            # A fixed threshold: blocks of 256 KiB and more (a request's JSON text, its lists of
+            # numbers, its arrays) are mmapped and unmapped when freed. glibc's default raises
+            # the threshold after each such free, so later large blocks land in the arenas and
+            # stay there; with it fixed, the memory test keeps ~100 MB less after large batches.
+            _mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
         self._wake = threading.Event()
         self._stop = False
         self._thread = None
