@@ -113,7 +113,7 @@ class _Base:
                 _peer(context), "gRPC", f"/{self.service}/{method}", code, elapsed * 1e3
             )
             if self.metrics is not None:
-                known = model_name if model_name in self.manager.model_names() else "unknown"
+                known = model_name if self.manager.has_model(model_name) else "unknown"
                 self.metrics.observe(known, api, "GRPC", code, elapsed)
         context.abort(grpc_code(err.code), err.message)
 

@@ -479,6 +479,9 @@ class ModelManager:
         with self._lock:
             return sorted(self._models)
 
+    def has_model(self, name: str) -> bool:
+        return name in self._models  # one dict lookup: safe without the lock
+
     def _model(self, name: str) -> _Model | None:
         with self._lock:
             return self._models.get(name)

@@ -60,6 +60,7 @@ _INT64_MAX = 2**63 - 1
 _METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 JSON = "application/json"
 LARGE_REQUEST_BYTES = 1 << 20  # after requests this large, freed memory is handed back to the OS
+REJECTED = "serving.rejected"  # scope key: the status the connection answered by itself
 
 
 @dataclass
@@ -186,6 +187,8 @@ class _Protocol(HttpToolsProtocol):
             method = parts[0][:16].decode("latin-1")
             path = parts[1][:200].decode("latin-1") if len(parts) > 1 else "-"
         accesslog.request(_peer(self.client), method, path, status, 0.0, message)
+        if self.scope is not None:
+            self.scope[REJECTED] = status  # the handler, if one runs, logs no second line
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             if cycle.response_started:
@@ -265,10 +268,16 @@ class _Protocol(HttpToolsProtocol):
             self._reject(408, "Timed out reading the request headers")
 
     def _body_timed_out(self):
-        # The handler answers 408 itself when it is still reading; this closes connections
-        # whose body nobody reads any more (a refused upload still arriving).
+        # The body did not arrive in time: 408 if nothing was answered yet (the handler waiting
+        # for it then finds the client gone), else the connection is closed (a refused upload
+        # still arriving).
         self._body_timer = None
-        if not self._closed and not self._in_head:
+        if self._closed or self._in_head:
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_started:
+            self._reject(408, "Timed out reading the request body")
+        else:
             self._closed = True
             self.transport.close()
 
@@ -306,9 +315,7 @@ class _Protocol(HttpToolsProtocol):
         if version not in ("1.1", "1.0"):
             self._reject(505, f"HTTP version {version} not supported")
             return
-        self._body_timer = self.loop.call_later(
-            self.limits.body_timeout_s + 1.0, self._body_timed_out
-        )
+        self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timed_out)
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -519,16 +526,19 @@ class RestApi:
                 )
                 response = Response(payload, status, media_type=JSON)
         except ClientDisconnect:
-            status, code = 499, "CANCELLED"
+            status, code = scope.get(REJECTED, 499), "CANCELLED"
+            if status == 408:
+                code = "DEADLINE_EXCEEDED"
             response = Response(b"", 499)
-        except ServingError as err:  # from reading the body: 408, 413
+        except ServingError as err:  # from reading the body: 413
             status, code = err.http_status, err.code
             headers = {"connection": "close"} if status == 408 else None
             response = Response(_error_body(err), status, headers, media_type=JSON)
         elapsed = time.perf_counter() - started
-        accesslog.request(_peer(scope.get("client")), method, path, status, elapsed * 1e3)
+        if REJECTED not in scope:  # else the connection's own answer was logged
+            accesslog.request(_peer(scope.get("client")), method, path, status, elapsed * 1e3)
         if api and self.metrics is not None:
-            known = model if model in self.manager.model_names() else ""
+            known = model if self.manager.has_model(model) else ""
             self.metrics.observe(known or "unknown", api, "REST", code, elapsed)
         return response
 
@@ -539,19 +549,19 @@ class RestApi:
             raise _TooLarge(int(length), limit)
         if length == "0" or (length is None and "transfer-encoding" not in request.headers):
             return b""
-        parts, total = [], 0
-        try:
-            async with asyncio.timeout(self.limits.body_timeout_s):
-                async for chunk in request.stream():
-                    total += len(chunk)
-                    if total > limit:
-                        raise _TooLarge(total, limit)
-                    parts.append(chunk)
-        except TimeoutError:
-            raise ServingError(
-                "DEADLINE_EXCEEDED", "Timed out reading the request body", http_status=408
-            ) from None
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        # The body's deadline is the connection's (_Protocol._body_timed_out answers 408).
+        parts, total, receive = [], 0, request.receive
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > limit:
+                raise _TooLarge(total, limit)
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _metrics_text(self) -> bytes:
         return self.metrics.render().encode() if self.metrics is not None else b""

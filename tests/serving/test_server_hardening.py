@@ -103,6 +103,18 @@ def test_slow_header_senders_do_not_lock_out_other_clients(server):
     _alive(server)
 
 
+def test_stalled_body_gets_408(server):
+    """The shared server's body timeout is 6 s (twice --rest-timeout-seconds 3)."""
+    marker = f"/v1/models/cnn/versions/{time.monotonic_ns() % 10**9}:predict"
+    payload = f"POST {marker} HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{{".encode()
+    response, seconds = _exchange(server.rest_port, payload, timeout=20)
+    assert _statuses(response) == [408], response[:300]
+    assert 5 < seconds < 10, seconds
+    time.sleep(0.3)
+    lines = [line for line in server.log_path.read_text().splitlines() if marker in line]
+    assert len(lines) == 1 and " 408 " in lines[0], lines
+
+
 def test_conflicting_content_length_is_refused_not_smuggled(server):
     body = b'{"instances": []}'
     smuggled = b"GET /v1/models/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
