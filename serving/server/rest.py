@@ -39,7 +39,6 @@ import httptools
 import uvicorn
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route, Router
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from serving.server import accesslog, tensors
@@ -57,7 +56,6 @@ _STATUS = re.compile(
     re.IGNORECASE,
 )
 _INT64_MAX = 2**63 - 1
-_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 JSON = "application/json"
 LARGE_REQUEST_BYTES = 1 << 20  # after requests this large, freed memory is handed back to the OS
 REJECTED = "serving.rejected"  # scope key: the status the connection answered by itself
@@ -495,9 +493,10 @@ class _TooLarge(ServingError):
 
 
 class RestApi:
-    """The request handlers; `app` is the ASGI application serving them: a Starlette Router
-    (without the Starlette() wrapper's two error middlewares: every failure is answered by
-    `endpoint` itself) whose one route hands every path to TF Serving's own routing."""
+    """The request handlers; `app` is the ASGI application serving them: every request becomes
+    a Starlette Request, `endpoint` answers it with a Starlette Response. There is no Starlette
+    router or middleware in between: routing is TF Serving's own table (the regexes above), and
+    `endpoint` answers every failure itself."""
 
     def __init__(self, manager, metrics, limits: Limits, trimmer=None):
         self.manager = manager
@@ -505,7 +504,13 @@ class RestApi:
         self.limits = limits
         self.trimmer = trimmer
         self.workers = Workers(limits.workers)
-        self.app = Router(routes=[Route("/{path:path}", self.endpoint, methods=_METHODS)])
+        self.app = self._asgi
+
+    async def _asgi(self, scope, receive, send):
+        if scope["type"] != "http":  # lifespan is off; websockets are not served
+            return
+        response = await self.endpoint(Request(scope, receive))
+        await response(scope, receive, send)
 
     async def endpoint(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -751,6 +756,7 @@ class RestServer:
             loop="asyncio",
             ws="none",
             lifespan="off",
+            interface="asgi3",
             log_config=None,
             access_log=False,
             server_header=False,
