@@ -35,7 +35,7 @@ from tensorboard.plugins.hparams import api as hp
 
 import console
 import zoo
-from training import data, distribute, optimizers
+from training import data, distribute, extensions, optimizers
 from training.tasks import get_task
 
 SUM = tf.distribute.ReduceOp.SUM
@@ -104,6 +104,7 @@ class _Run:
     step_var: tf.Variable
     writers: "_Writers"
     progress: "_Progress"
+    extensions: list  # training/extensions/ that the recipe enables
     sample: tuple  # a fixed batch of validation examples for pictures
     say: object
     step: int = 0
@@ -145,11 +146,16 @@ def _setup(recipe, logdir, resume_dir, verbose) -> _Run:
     if cfg["max_steps"]:
         total_steps = min(total_steps, int(cfg["max_steps"]))
 
+    added = extensions.active(recipe, total_steps)  # their settings are checked here
+
     keras.mixed_precision.set_dtype_policy(POLICIES[precision])
     keras.utils.set_random_seed(int(cfg["seed"]))
     with strategy.scope():
         overrides = {**task.model_overrides(), **recipe["model"]["overrides"]}
         model = zoo.build(spec.name, tiny=run["tiny"], **overrides)
+        for extension in added:
+            model = extension.wrap(model)
+            extension.build(model)
         opts = task.build_optimizers(
             model,
             lambda: optimizers.build(
@@ -157,9 +163,9 @@ def _setup(recipe, logdir, resume_dir, verbose) -> _Run:
             ),
         )
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-        checkpoint = tf.train.Checkpoint(
-            model=model, step=step_var, **{f"optimizer_{k}": o for k, o in opts.items()}
-        )
+        kept = {f"optimizer_{k}": o for k, o in opts.items()}
+        kept.update({f"extension_{e.section}": e.checkpoint() for e in added if e.checkpoint()})
+        checkpoint = tf.train.Checkpoint(model=model, step=step_var, **kept)
 
     if resume_dir:
         run_dir = pathlib.Path(resume_dir)
@@ -194,7 +200,8 @@ def _setup(recipe, logdir, resume_dir, verbose) -> _Run:
         task=task,
         model=model,
         opts=opts,
-        loop=_Loop(strategy, task, model, opts, batch, run["jit"]),
+        loop=_Loop(strategy, task, model, opts, batch, run["jit"], added),
+        extensions=added,
         train_ds=train_ds,
         val_ds=val_ds,
         steps_per_epoch=steps_per_epoch,
@@ -235,7 +242,7 @@ def _epoch(run: _Run, stop):
         first = run.step + 1
         run.step = min(_next_multiple(run.step, log_every), _next_multiple(run.step, ckpt_every))
         run.step = min(run.step, epoch_end)
-        sums = run.loop.train(iterator, run.step - first + 1)
+        sums = run.loop.train(iterator, first, run.step - first + 1)
         _check_finite(run, sums, first)
         _accumulate(totals, sums)
         _accumulate(window, sums)
@@ -274,6 +281,11 @@ def _epoch(run: _Run, stop):
         with run.writers.train.as_default():
             for variable in run.model.trainable_variables:
                 tf.summary.histogram(variable.path, variable.value, step=run.step)
+        for extension in run.extensions:
+            scalars = extension.epoch_scalars(run.model)
+            run.writers.scalars(
+                "train", {f"{extension.section}/{k}": v for k, v in scalars.items()}, run.step
+            )
     run.writers.scalars("validation", {f"epoch_{k}": v for k, v in run.metrics.items()}, run.step)
     run.writers.flush()
     _save(run)
@@ -317,8 +329,10 @@ def _check_finite(run: _Run, sums: dict, first: int):
 class _Loop:
     """The compiled distributed steps: per-replica task steps, summed across replicas."""
 
-    def __init__(self, strategy, task, model, opts, global_batch, jit):
+    def __init__(self, strategy, task, model, opts, global_batch, jit, extensions=()):
         def replica_train(batch):
+            for extension in extensions:
+                batch = extension.replica_batch(model, batch)
             return task.train_step(model, opts, batch, global_batch)
 
         def replica_eval(batch):
@@ -328,11 +342,17 @@ class _Loop:
             replica_train = tf.function(replica_train, jit_compile=True)
             replica_eval = tf.function(replica_eval, jit_compile=True)
 
+        def step(iterator, number):
+            sums = _reduce(strategy, strategy.run(replica_train, args=(next(iterator),)))
+            for extension in extensions:
+                extension.after_step(model, number)
+            return sums
+
         @tf.function
-        def train(iterator, n):
-            totals = _reduce(strategy, strategy.run(replica_train, args=(next(iterator),)))
-            for _ in tf.range(n - 1):
-                sums = _reduce(strategy, strategy.run(replica_train, args=(next(iterator),)))
+        def train(iterator, first, n):
+            totals = step(iterator, first)
+            for i in tf.range(1, n, dtype=tf.int64):
+                sums = step(iterator, first + i)
                 totals = {k: totals[k] + sums[k] for k in totals}
             return totals
 
@@ -352,9 +372,11 @@ class _Loop:
         a worker that stops alone leaves the others waiting in the next step's all-reduce."""
         return bool(self._anyone(tf.constant(flag))) if self._workers else flag
 
-    def train(self, iterator, steps: int) -> dict:
-        """`steps` steps in one call; the sums of all of them."""
-        return {k: v.numpy() for k, v in self._train(iterator, tf.constant(steps)).items()}
+    def train(self, iterator, first: int, steps: int) -> dict:
+        """`steps` steps in one call, the run's steps `first`, `first + 1`, ...; the sums of all
+        of them."""
+        numbers = tf.constant(first, tf.int64), tf.constant(steps, tf.int64)
+        return {k: v.numpy() for k, v in self._train(iterator, *numbers).items()}
 
     def evaluate(self, dist_ds) -> dict:
         totals = {}

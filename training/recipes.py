@@ -13,7 +13,7 @@ import importlib
 import json
 import pkgutil
 
-from training import recipe_book
+from training import extensions, recipe_book
 
 DEFAULTS = {
     "description": "",
@@ -63,6 +63,9 @@ DEFAULTS = {
         "progress_seconds": 10,
     },
 }
+
+# every training extension's section (`prune`, ...), off by default: --set works on any recipe
+DEFAULTS.update({name: dict(cls.defaults) for name, cls in extensions.EXTENSIONS.items()})
 
 RECIPES: dict[str, dict] = {}
 
