@@ -133,7 +133,7 @@ def _setup(recipe, logdir, resume_dir, verbose) -> _Run:
     # Everything that can be wrong with the request is checked before a directory is made.
     spec = zoo.get_spec(recipe["model"]["name"])
     task_class = get_task(recipe["task"]["name"])
-    zoo.check_signatures(task_class.name, recipe["export"]["saved_model"]["signatures"])
+    zoo.check_signatures(task_class.export_kind(), recipe["export"]["saved_model"]["signatures"])
     task = task_class(recipe["task"], data.open_source(dcfg["dataset"], dcfg.get("fallback")))
     train_ds = data.prepared(task.source, dcfg["train_split"], task.inputs, dcfg["cache"])
     val_ds = data.prepared(task.source, dcfg["validation_split"], task.inputs, dcfg["cache"])
@@ -307,7 +307,7 @@ def _finish(run: _Run) -> RunResult:
         arrays = run.task.calibration(run.train_ds, run.val_ds)
         if arrays:
             np.savez_compressed(run.run_dir / "calibration.npz", **arrays)
-        info = {"task": run.task.name, **run.task.export_info()}
+        info = {"task": run.task.export_kind(), **run.task.export_info()}
         (run.run_dir / "export_info.json").write_text(json.dumps(info, indent=2) + "\n")
         summary = {"steps": run.step, "seconds": round(seconds, 2), "validation": run.metrics}
         (run.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -13,6 +13,11 @@ import tensorflow as tf
 
 class Task:
     name = "base"
+    kind = None  # its task kind in zoo/tasks.py (what its exports carry); None: the same as name
+
+    @classmethod
+    def export_kind(cls) -> str:
+        return cls.kind or cls.name
 
     def __init__(self, config: dict, source):
         self.config = config
