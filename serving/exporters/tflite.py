@@ -7,10 +7,12 @@ out_dir/tflite/ (option `variants`, default all four):
 - int8:    full-integer quantization, int8 inputs and outputs, calibrated on the representative
            training sample the export carries (assets.extra/calibration.npz)
 
-and writes report.json and report.md: size in bytes, accuracy on the export's test sample next to
-the SavedModel's own, agreement with the SavedModel, and mean latency per example through
-ai_edge_litert. A variant that does not convert is listed with the converter's reason, and so is
-each other signature of the export (string/bytes in: SavedModel and TF Serving only).
+and writes report.json and report.md: size in bytes and gzipped (`gzip_bytes`, gzip level 9: what
+a download costs; the zeros of a pruned model only pay once compressed), accuracy on the export's
+test sample next to the SavedModel's own, agreement with the SavedModel, and mean latency per
+example through ai_edge_litert. A variant that does not convert is listed with the converter's
+reason, and so is each other signature of the export (string/bytes in: SavedModel and TF Serving
+only).
 
 calibration.npz holds `representative` and `x_test` (+ `y_test`) for a one-input signature, or
 `representative.<input>` and `x_test.<input>` per input of a signature with several; arrays are
@@ -26,6 +28,7 @@ succeeds) are captured: a failed variant's reason goes in the report.
 """
 
 import argparse
+import gzip
 import json
 import os
 import pathlib
@@ -126,12 +129,17 @@ def _variant(tf, saved_model_dir, variant, representative, out_dir, x_test, samp
         return row
     path = out_dir / f"{variant}.tflite"
     _write_atomic(path, flatbuffer)
-    row.update(file=path.name, size_bytes=len(flatbuffer))
+    row.update(file=path.name, size_bytes=len(flatbuffer), gzip_bytes=gzip_size(flatbuffer))
     try:
         row.update(_evaluate(path, x_test, sample.get("y_test"), reference))
     except Exception as e:  # converted, but does not run (e.g. select TF ops)
         row["error"] = f"does not run in ai_edge_litert: {_first_line(e)}"
     return row
+
+
+def gzip_size(payload: bytes) -> int:
+    """Bytes of `payload` gzipped at level 9."""
+    return len(gzip.compress(payload, compresslevel=9))
 
 
 def _register_text_ops():
@@ -306,9 +314,9 @@ def _markdown(report) -> str:
         f"Test sample: {report['test_examples']} examples; SavedModel accuracy: "
         + (f"{sm:.4f}" if sm is not None else "n/a"),
         "",
-        "| variant | size (bytes) | accuracy | agreement with SavedModel | max abs diff "
-        "| latency (ms/example) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| variant | size (bytes) | gzipped (bytes) | accuracy | agreement with SavedModel "
+        "| max abs diff | latency (ms/example) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
 
     def fmt(v, spec):
@@ -316,10 +324,11 @@ def _markdown(report) -> str:
 
     for row in report["variants"]:
         if "size_bytes" not in row:
-            lines.append(f"| {row['variant']} | failed: {row['error']} | | | | |")
+            lines.append(f"| {row['variant']} | failed: {row['error']} | | | | | |")
             continue
         lines.append(
-            f"| {row['variant']} | {row['size_bytes']:,} | {fmt(row.get('accuracy'), '.4f')} | "
+            f"| {row['variant']} | {row['size_bytes']:,} | {row['gzip_bytes']:,} "
+            f"| {fmt(row.get('accuracy'), '.4f')} | "
             f"{fmt(row.get('agreement'), '.4f')} | {fmt(row.get('max_abs_diff'), '.4g')} | "
             f"{fmt(row.get('latency_ms'), '.3f')} |"
             + (f" {row['error']}" if "error" in row else "")

@@ -2,6 +2,7 @@
 SavedModel the same run exported (or a temporary one), with the converter's chatter kept out of
 the terminal."""
 
+import gzip
 import json
 
 from serving import exporters
@@ -22,6 +23,14 @@ def test_without_a_saved_model_it_converts_a_temporary_one(tiny_cnn_run, tmp_pat
     assert [row["variant"] for row in report["variants"]] == ["float32"]
     assert report["variants"][0]["agreement"] == 1.0
     assert (out / "float32.tflite").stat().st_size == report["variants"][0]["size_bytes"]
+    # the gzip column: the file's bytes gzipped at level 9, in report.json and report.md
+    gzipped = len(gzip.compress((out / "float32.tflite").read_bytes(), compresslevel=9))
+    assert report["variants"][0]["gzip_bytes"] == gzipped < report["variants"][0]["size_bytes"]
+    table = (out / "report.md").read_text().splitlines()
+    header = next(line for line in table if line.startswith("| variant |"))
+    row = next(line for line in table if line.startswith("| float32 |"))
+    cells = dict(zip(header.split("|"), row.split("|"), strict=True))
+    assert cells[" gzipped (bytes) "].strip() == f"{gzipped:,}"
 
 
 def test_after_saved_model_it_converts_that_version_quietly(tiny_cnn_run, tmp_path):
