@@ -290,7 +290,10 @@ def _epoch(run: _Run, stop):
     run.writers.flush()
     _save(run)
     if run.chief:
-        _save_model(run.model, run.run_dir / "model.keras")
+        kept = run.model
+        for extension in reversed(run.extensions):
+            kept = extension.unwrap(kept)
+        _save_model(kept, run.run_dir / "model.keras")
     done = run.step - epoch_start
     partial = ""
     if done < run.steps_per_epoch:

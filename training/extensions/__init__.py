@@ -13,7 +13,10 @@ when `enabled(config)` says so; then the loop calls, in this order:
 - `after_step(model, step)` inside the compiled loop, in cross-replica context, after each
   optimizer step (`step`: the run's step count after it, an int64 tensor);
 - `epoch_scalars(model)` on the chief after each epoch: scalars logged under train/ as
-  `<section>/<name>`.
+  `<section>/<name>`;
+- `unwrap(model)` when model.keras is saved, in reverse order: the model to keep there (and so to
+  export), when `wrap` returned one for training only (e.g. with fake-quantizing layers that
+  serving knows nothing of). Checkpoints, validation and `RunResult.model` keep the wrapped one.
 """
 
 import importlib
@@ -48,6 +51,9 @@ class Extension:
 
     def epoch_scalars(self, model) -> dict:
         return {}
+
+    def unwrap(self, model):
+        return model
 
 
 EXTENSIONS: dict[str, type[Extension]] = {}
