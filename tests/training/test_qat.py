@@ -35,6 +35,16 @@ def on_grid(values, levels):
     return len(points) <= levels and np.allclose(offsets, np.round(offsets), atol=1e-2)
 
 
+def logits_on_grid(model, probabilities):
+    """Whether the logits behind softmax `probabilities` (a QAT copy's) lie on the 256-level grid
+    of the classifier's output quantizer: their differences are whole steps."""
+    quantizer = model.get_layer("predictions_qat").output_quantizer
+    step = (float(quantizer.range_max.numpy()) - float(quantizer.range_min.numpy())) / 255
+    logs = np.log(np.asarray(probabilities, np.float64))
+    steps = (logs - logs[:, :1]) / step
+    return np.allclose(steps, np.round(steps), atol=0.02)
+
+
 def test_off_by_default_and_started_by_fraction_or_step():
     recipe = recipes.resolve("cnn", [])
     assert recipe["qat"]["start"] is None
@@ -61,7 +71,10 @@ def test_fake_quantization_only_once_started(shared_data):
     outputs = np.asarray(wrapped(x, training=False))
     difference = np.abs(outputs - model(x, training=False))
     assert 0 < difference.max() < 0.05  # 8-bit noise
-    assert on_grid(outputs, 256)  # the model's outputs: 256 levels at most
+    assert logits_on_grid(wrapped, outputs)  # the logits before the softmax: 256 levels
+    values = np.random.default_rng(0).normal(size=1000).astype("float32")
+    quantizer = wrapped.get_layer("conv1_2_qat").input_quantizer
+    assert on_grid(quantizer(values), 256) and not on_grid(values, 256)  # inputs: 256 levels
     for wrapper in (layer for layer in wrapped.layers if isinstance(layer, FakeQuantized)):
         kernel = np.asarray(wrapper.quantized_kernel())
         plain = np.asarray(wrapper.layer.kernel)
@@ -123,7 +136,7 @@ def test_the_loop_quantizes_from_the_start_step_across_a_resume(qat_runs):
     np.testing.assert_allclose(before["trained"], before["saved"], atol=1e-6)
     assert resumed.steps == 30
     trained = np.asarray(resumed.model(x, training=False))
-    assert on_grid(trained, 256) and not on_grid(before["trained"], 256)
+    assert logits_on_grid(resumed.model, trained)
     train = EventAccumulator(str(resumed.run_dir / "train"), size_guidance={"tensors": 0})
     train.Reload()
     active = [float(tf.make_ndarray(e.tensor_proto)) for e in train.Tensors("qat/active")]

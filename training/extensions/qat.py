@@ -11,10 +11,14 @@ the chosen layers (`conv`, `dense`, or layer names) compute with
   scaled by its largest magnitude: the grid the converter puts the weights on;
 - their input fake-quantized to int8 per tensor (256 levels, asymmetric), between a moving average
   (`momentum`) of the training batches' min and max, always containing 0;
+- their output the same way where TFLite keeps an int8 tensor that no next chosen layer takes in:
+  before a softmax, sigmoid or tanh activation (the logits; tfmot does the same), or after the
+  activation when the layer is an output of the model. A conv's output before BatchNormalization
+  is not quantized: the converter folds the normalization (and a ReLU) into the conv.
 
-and so are the model's outputs. Forward passes see 8-bit values; gradients pass straight through
-within the range (`keras.quantizers.fake_quant_with_min_max_vars`, TensorFlow's FakeQuant ops).
-The ranges follow the batches from the first step, so they are settled when quantization starts.
+Forward passes see 8-bit values; gradients pass straight through within the range
+(`keras.quantizers.fake_quant_with_min_max_vars`, TensorFlow's FakeQuant ops). The ranges follow
+the batches from the first step, so they are settled when quantization starts.
 
 Training runs a copy of the functional model that shares its layers (`keras.models.clone_model`
 calling the chosen ones through a fake-quantizing wrapper); validation measures that copy, with
@@ -26,8 +30,7 @@ The ranges and the on/off flag are in the run's checkpoints (`--resume` keeps th
     --set qat.start=0.75                 # the last quarter of the run
 
 Fields: `start` (fraction of the run's steps before quantization; null = off), `start_step`
-(a step count instead), `layers`, `per_channel` (kernels), `momentum` (input ranges), `outputs`
-(quantize the model's outputs too).
+(a step count instead), `layers`, `per_channel` (kernels), `momentum` (tensor ranges).
 """
 
 import keras
@@ -36,6 +39,8 @@ from keras import ops
 
 from training.extensions import Extension
 
+# activations TFLite quantizes before (their int8 output has a fixed range); others after
+PRE_QUANTIZED = ("softmax", "sigmoid", "tanh")
 KINDS = {
     "conv": (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D),
     "dense": (keras.layers.Dense,),
@@ -50,7 +55,6 @@ class QuantizationAwareTraining(Extension):
         "layers": ["conv", "dense"],
         "per_channel": True,
         "momentum": 0.99,
-        "outputs": True,
     }
 
     @classmethod
@@ -85,11 +89,17 @@ class QuantizationAwareTraining(Extension):
         self.active = tf.Variable(self.start == 0, trainable=False, name="qat_active")
         self.wrappers = []
         momentum = float(self.config["momentum"])
+        ends = set(model.output_names)
 
         def call(layer, *args, **kwargs):
             if not self._chosen(layer):
                 return layer(*args, **kwargs)
-            wrapper = FakeQuantized(layer, self.active, self.config["per_channel"], momentum)
+            output = "post" if layer.name in ends else None  # which output TFLite keeps in int8
+            if getattr(layer.activation, "__name__", "") in PRE_QUANTIZED:
+                output = "pre"
+            wrapper = FakeQuantized(
+                layer, self.active, self.config["per_channel"], momentum, output=output
+            )
             self.wrappers.append(wrapper)
             return wrapper(*args, **kwargs)
 
@@ -101,13 +111,8 @@ class QuantizationAwareTraining(Extension):
             raise ValueError(f"qat needs a functional model: {e}") from None
         if not self.wrappers:
             raise ValueError(f"qat: no layer of {model.name} matches {self.config['layers']}")
-        outputs = copy.output  # the model's own structure (one tensor, a list, a dict)
-        if self.config["outputs"]:
-            names = [f"{name}_output_quant" for name in copy.output_names]
-            quantizers = iter(FakeQuant(self.active, momentum, name=n) for n in names)
-            outputs = keras.tree.map_structure(lambda t: next(quantizers)(t), outputs)
-        self.qat_model = keras.Model(copy.input, outputs, name=model.name)
-        return self.qat_model
+        self.qat_model = copy
+        return copy
 
     def unwrap(self, model):
         return self.plain if model is self.qat_model else model
@@ -157,17 +162,24 @@ class FakeQuant(keras.layers.Layer):
 
 class FakeQuantized(keras.layers.Layer):
     """A Conv or Dense layer called with its input and its kernel fake-quantized (int8) once
-    `active` is true. It computes what the layer's own `call` does, with the layer's variables."""
+    `active` is true, and its output when `output` is "pre" (before the activation) or "post"
+    (after). It computes what the layer's own `call` does, with the layer's variables."""
 
-    def __init__(self, layer, active, per_channel=True, momentum=0.99):
+    def __init__(self, layer, active, per_channel=True, momentum=0.99, output=None):
         super().__init__(name=f"{layer.name}_qat", dtype=layer.dtype_policy)
         self.layer = layer
         self._active = [active]
         self.per_channel = bool(per_channel)
+        self.output_at = output
         self.input_quantizer = FakeQuant(active, momentum, name=f"{layer.name}_input_quant")
+        self.output_quantizer = None
+        if output is not None:
+            self.output_quantizer = FakeQuant(active, momentum, name=f"{layer.name}_output_quant")
 
     def build(self, input_shape):
         self.input_quantizer.build(input_shape)
+        if self.output_quantizer is not None:
+            self.output_quantizer.build(None)
 
     def quantized_kernel(self):
         """The kernel on the int8 grid TFLite stores it on (its gradient passes straight)."""
@@ -199,7 +211,13 @@ class FakeQuantized(keras.layers.Layer):
                 bias = ops.reshape(bias, (1, -1) + (1,) * layer.rank)
         if bias is not None:
             y = ops.add(y, bias)
-        return layer.activation(y) if layer.activation is not None else y
+        if self.output_at == "pre":
+            y = self.output_quantizer(y, training=training)
+        if layer.activation is not None:
+            y = layer.activation(y)
+        if self.output_at == "post":
+            y = self.output_quantizer(y, training=training)
+        return y
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
