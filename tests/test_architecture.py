@@ -16,11 +16,12 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # package -> top-level modules it must never import
 FORBIDDEN = {
-    "zoo": {"tensorflow", "training", "serving", "textkit", "console"},
+    "zoo": {"tensorflow", "training", "serving", "textkit", "console", "saliency"},
     "training": {"serving"},
     "serving": {"training"},
     "textkit": {"training", "serving"},
-    "console": {"zoo", "training", "serving", "textkit"},
+    "saliency": {"training", "serving"},
+    "console": {"zoo", "training", "serving", "textkit", "saliency"},
 }
 
 
@@ -75,6 +76,7 @@ def test_requested_signatures_are_checked_against_the_kind():
     assert zoo.check_signatures("classification", None) == [
         "serving_default",
         "predict_image_bytes",
+        "explain_image_bytes",
     ]
     assert zoo.check_signatures("classification", ["predict_image_bytes"]) == [
         "serving_default",

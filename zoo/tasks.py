@@ -60,6 +60,8 @@ _kind(
     "images -> class probabilities",
     serving_default="images float32 [N,H,W,C] (0..255) -> probabilities",
     predict_image_bytes="image_bytes string [N] (PNG/JPEG) -> classes, labels, probabilities",
+    explain_image_bytes="image_bytes string [N] (PNG/JPEG) -> heatmap float32 [N,H,W] (Grad-CAM "
+    "of the predicted class, 0..1 at the input size), classes, labels, probabilities",
 )
 _kind(
     "text_classification",

@@ -34,7 +34,11 @@ def test_versions_in_tf_servings_layout(tiny_cnn_run, tmp_path):
     assert recorded == {"name": "cnn", "saved_model": str(version)}
 
     loaded = tf.saved_model.load(str(version))
-    assert set(loaded.signatures) == {"serving_default", "predict_image_bytes"}
+    assert set(loaded.signatures) == {
+        "serving_default",
+        "predict_image_bytes",
+        "explain_image_bytes",
+    }
     x = np.random.default_rng(0).uniform(0, 255, (2, 28, 28, 1)).astype(np.float32)
     served = loaded.signatures["serving_default"](images=tf.constant(x))["probabilities"]
     np.testing.assert_allclose(served.numpy(), tiny_cnn_run.model(x).numpy(), atol=1e-6)

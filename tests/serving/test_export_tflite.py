@@ -48,9 +48,11 @@ def test_after_saved_model_it_converts_that_version_quietly(tiny_cnn_run, tmp_pa
         "int8",
     }
     assert all("error" not in row for row in report["variants"])
-    # the bytes signature does not convert, and the reason is in the report ...
-    (other,) = report["other_signatures"]
-    assert other["signature"] == "predict_image_bytes" and not other["converts"]
+    # the bytes signatures do not convert, and the reason is in the report ...
+    others = {row["signature"]: row for row in report["other_signatures"]}
+    assert set(others) == {"predict_image_bytes", "explain_image_bytes"}
+    assert not any(row["converts"] for row in others.values())
+    assert "DecodeImage" in others["explain_image_bytes"]["reason"]
     # ... not in the terminal: no converter `error:` blocks, no TensorFlow start-up notices
     for noise in ("error:", "I0000", "cuInit", "XNNPACK", "absl::InitializeLog"):
         assert noise not in proc.stderr, proc.stderr[-2000:]

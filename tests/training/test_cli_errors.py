@@ -25,7 +25,7 @@ def run_cli(capsys, tmp_path, *args):
         (
             ["cnn", "--set", 'export.saved_model.signatures=["predict_image_bytes","nope"]'],
             "task 'classification' has no serving signature 'nope' (known: serving_default, "
-            "predict_image_bytes)",
+            "predict_image_bytes, explain_image_bytes)",
         ),
     ],
 )
