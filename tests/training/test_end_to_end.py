@@ -69,7 +69,7 @@ def test_tensorboard_events_hold_every_promised_tag(mock_run):
     assert any(t.startswith("cnn/") or "kernel" in t for t in tags), "weight histograms missing"
 
     validation = events(mock_run.run_dir / "validation")
-    assert {"epoch_loss", "epoch_accuracy", "predictions", "confusion_matrix"} <= set(
+    assert {"epoch_loss", "epoch_accuracy", "predictions", "heatmaps", "confusion_matrix"} <= set(
         validation.Tags()["tensors"]
     )
     picture = validation.Tensors("confusion_matrix")[-1]
@@ -85,7 +85,9 @@ def test_export_has_both_signatures_and_agrees_with_the_model(mock_run):
     assert version_dir.name == "1" and (version_dir / "saved_model.pb").is_file()
     assert (version_dir / "assets.extra" / "tf_serving_warmup_requests").is_file()
     loaded = tf.saved_model.load(str(version_dir))
-    assert {"serving_default", "predict_image_bytes"} <= set(loaded.signatures)
+    assert {"serving_default", "predict_image_bytes", "explain_image_bytes"} <= set(
+        loaded.signatures
+    )
 
     x = np.random.default_rng(0).uniform(0, 255, (3, 28, 28, 1)).astype(np.float32)
     served = loaded.signatures["serving_default"](images=tf.constant(x))["probabilities"].numpy()

@@ -1,5 +1,6 @@
 """Image classification: cross-entropy (with optional label smoothing), accuracy, a labelled grid of
-test images and a confusion matrix per epoch; exports take raw pixels or encoded image bytes."""
+test images, their Grad-CAM heatmaps and a confusion matrix per epoch; exports take raw pixels or
+encoded image bytes."""
 
 import math
 
@@ -7,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import saliency
 from training import summaries
 from training.tasks.base import Task, apply_gradients, regularization_loss
 
@@ -17,6 +19,7 @@ class Classification(Task):
     name = "classification"
     image_key, label_key = "image", "label"
     calibration_bytes = 16 * 2**20  # cap on the arrays kept for TFLite calibration/report
+    heatmap_images = 8  # fixed test images drawn with their Grad-CAM each epoch
 
     def __init__(self, config, source):
         super().__init__(config, source)
@@ -135,9 +138,26 @@ class Classification(Task):
         ]
         colors = ["black" if p == t else "red" for p, t in zip(predicted, labels)]
         summaries.image("predictions", summaries.grid(images, captions, colors), step)
+        self._log_heatmaps(model, images[: self.heatmap_images], step)
         if "confusion" in totals:
             picture = summaries.confusion_matrix_image(totals["confusion"], names)
             summaries.image("confusion_matrix", picture, step)
+
+    def _log_heatmaps(self, model, images, step):
+        """`heatmaps`: the first test images of the sample with their Grad-CAM (predicted class)
+        over them; one forward and backward pass of a few images (the split model is built once)."""
+        if getattr(self, "_explained", (None,))[0] is not model:
+            try:
+                self._explained = (model, saliency.Explainer(model))
+            except ValueError:  # no feature map to weigh (a model outside the zoo's families)
+                self._explained = (model, None)
+        explainer = self._explained[1]
+        if explainer is None:
+            return
+        explained = saliency.gradcam(explainer, images)
+        pictures = saliency.overlay(images, explained.heatmaps.numpy())
+        captions = [self.class_names[c] for c in explained.classes.numpy()]
+        summaries.image("heatmaps", summaries.grid(pictures, captions, columns=4), step)
 
     def calibration(self, train, test):
         per_example = int(np.prod(self.image_shape)) * 4
