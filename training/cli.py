@@ -21,6 +21,7 @@ import sys
 # main(argv) with the arguments after the tool's name. A new tool is one module and one line here.
 TOOLS = {
     "launch": ("training.launch", "train on N local worker processes, or emit a k8s TFJob"),
+    "explain": ("training.explain", "heatmap of where a run or export looks in an image"),
     "attack": ("training.attack", "accuracy of a run or export under FGSM/PGD/noise vs eps"),
 }
 
