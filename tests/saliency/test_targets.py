@@ -112,7 +112,7 @@ def test_grad_cam_is_keras_ios_on_the_model_without_its_softmax(tiny):
     logits = keras.models.clone_model(model)
     logits.set_weights(model.get_weights())
     logits.layers[-1].activation = None
-    grad_model = keras.Model(logits.inputs, [logits.get_layer("conv2").output, logits.output])
+    grad_model = keras.Model(logits.input, [logits.get_layer("conv2").output, logits.output])
     with tf.GradientTape() as tape:
         conv, predictions = grad_model(x)
         channel = predictions[:, int(tf.argmax(predictions[0]))]
