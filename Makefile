@@ -29,6 +29,8 @@ TRAIN = $(PY) -m training train $(@:train-%=%) $(ARGS)
 
 train-cnn: venv ; $(TRAIN)
 train-cnn-classic: venv ; $(TRAIN)
+.PHONY: train-cnn-pruned
+train-cnn-pruned: venv ; $(TRAIN)
 train-gan: venv ; $(TRAIN)
 train-gan-fashion: venv ; $(TRAIN)
 train-wgan-gp: venv ; $(TRAIN)

@@ -5,6 +5,8 @@ augmentation, label smoothing and one-cycle Adam, in a budget of 1,240 steps (`t
 20 epochs of the 4,000 bundled digits it trains on offline (`data.fallback`), 1.3 epochs of the
 60,000 of tfds `mnist`, so that `make train-cnn` takes minutes on a CPU either way
 (`--set train.max_steps=0` for 20 full epochs). `cnn-classic`: keras-io's mnist_convnet as it was.
+`cnn-pruned`: the cnn with 80% of every conv and dense kernel pruned by magnitude in the same
+budget (training/extensions/prune.py), for a gzipped TFLite file about 3x smaller.
 
 The CIFAR-10 recipes (`<model>-cifar10`) share one training setup: pad-4 random crop and flip in
 the tf.data pipeline, label smoothing 0.1, mixed precision on GPUs (`run.mixed_precision=auto`:
@@ -35,6 +37,33 @@ add(
     },
     optimizer={"name": "adam", "lr": 3e-3, "schedule": "onecycle"},
     train={"epochs": 20, "batch_size": 64, "max_steps": 1240},  # 20 x 62 steps on the sample
+)
+add(
+    "cnn-pruned",
+    description="The cnn recipe with 80% of its conv and dense kernel weights pruned by magnitude "
+    "(polynomial schedule), exported with zeros: its gzipped TFLite is about 3x smaller.",
+    model={"name": "cnn", "overrides": {"batch_norm": True, "convs_per_stage": 2}},
+    data={"dataset": "mnist", "fallback": "sample:mnist5k"},
+    task={
+        "name": "classification",
+        "augment": "affine",
+        "rotation": 10.0,
+        "scale": 0.1,
+        "shift": 0.1,
+        "label_smoothing": 0.1,
+    },
+    optimizer={"name": "adam", "lr": 3e-3, "schedule": "onecycle"},
+    train={"epochs": 20, "batch_size": 64, "max_steps": 1240},
+    # from epoch 2 to 80% of the run, a step every half epoch (the sample's 62-step epochs): on
+    # the sample, within 0.5 points of the cnn on 3 seeds where the default schedule (every 100
+    # steps to 70%) lost 0.6
+    prune={
+        "sparsity": 0.8,
+        "layers": ["conv", "dense"],
+        "begin_step": 124,
+        "end_step": 992,
+        "frequency": 31,
+    },
 )
 add(
     "cnn-classic",
