@@ -14,7 +14,9 @@ plus eps 0 (clean accuracy), by each attack of the comma-separated list: `fgsm`,
 start by default, `--steps` steps of `--step-size`, default 2.5 eps / steps) and `noise` (random
 perturbations of the same norm: the black-box baseline). eps and the step size are fractions of
 the 0..1 pixel range; the models take 0..255 pixels, so eps 0.1 is 25.5 pixel levels (training/
-adversarial.py). `--seed` fixes the random starts and the noise.
+adversarial.py). `--restarts N` tries N random starts (or noise draws) per example and counts
+it as fooled if any fools the model (Madry et al.'s evaluation). `--seed` fixes the random starts
+and the noise.
 
 It prints the curve (one row per eps, one column per attack), writes a run directory
 `<logdir>/<name>-attack/<UTC time>/` (name: the run's recipe or the export's model name) with
@@ -72,6 +74,12 @@ def _parser():
         default=None,
         help="start from a random point of the eps-ball (default: on for pgd, off for fgsm)",
     )
+    p.add_argument(
+        "--restarts",
+        type=int,
+        default=1,
+        help="random starts per example; an example counts as fooled if any fools the model",
+    )
     p.add_argument("--dataset", help="attack this data set's --split instead of the carried one")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, help="attack only the first N examples")
@@ -106,8 +114,8 @@ def _check(args):
         raise BadRequest(f"--steps {args.steps}: needs at least 1")
     if args.step_size is not None and not args.step_size > 0:
         raise BadRequest(f"--step-size {args.step_size}: must be positive")
-    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
-        raise BadRequest("--batch-size and --limit must be positive")
+    if args.batch_size < 1 or args.restarts < 1 or (args.limit is not None and args.limit < 1):
+        raise BadRequest("--batch-size, --restarts and --limit must be positive")
     return attacks, sorted(set(eps))
 
 
@@ -188,6 +196,8 @@ def _run(target, x, y, attacks, eps_list, args) -> int:
             "steps": args.steps if attack == "pgd" else (1 if attack == "fgsm" else 0),
             "step_size": args.step_size,
             "random_start": bool(random_start) and attack != "noise",
+            # more tries only where they differ: random starts, or noise
+            "restarts": args.restarts if (random_start or attack == "noise") else 1,
         }
 
     def compiled(attack):
@@ -232,14 +242,19 @@ def _run(target, x, y, attacks, eps_list, args) -> int:
             points = [{"eps": 0.0, "accuracy": clean_accuracy, "linf": 0.0, "l2": 0.0}]
             _log_point(tag, points[0], x[shown], clean_pred[shown], y[shown], names, summaries)
             for eps in eps_list:
-                advs, preds = [], []
-                for i in range(0, len(x), args.batch_size):
-                    adv, pred = step_fn(
-                        x[i : i + args.batch_size], y[i : i + args.batch_size], tf.constant(eps)
-                    )
-                    advs.append(adv.numpy())
-                    preds.append(pred.numpy())
-                adv, pred = np.concatenate(advs), np.concatenate(preds)
+                adv, pred = None, None
+                for _ in range(settings[attack]["restarts"]):  # keep what fooled the model
+                    tried = [
+                        step_fn(x[i : i + args.batch_size], y[i : i + args.batch_size], eps)
+                        for i in range(0, len(x), args.batch_size)
+                    ]
+                    new_adv = np.concatenate([a.numpy() for a, _ in tried])
+                    new_pred = np.concatenate([p.numpy() for _, p in tried])
+                    if adv is None:
+                        adv, pred = new_adv, new_pred
+                    else:
+                        better = (pred == y) & (new_pred != y)
+                        adv[better], pred[better] = new_adv[better], new_pred[better]
                 delta = (adv - x).reshape(len(x), -1) / 255.0
                 point = {
                     "eps": eps,
@@ -257,6 +272,7 @@ def _run(target, x, y, attacks, eps_list, args) -> int:
             "norm": args.norm,
             "steps": args.steps,
             "step_size": args.step_size if args.step_size is not None else -1.0,
+            "restarts": args.restarts,
             "examples": len(x),
             "seed": args.seed,
         }
@@ -304,7 +320,7 @@ def _print_table(target, x, attacks, settings, curves, norm, seconds):
             size = "2.5 eps/steps" if s["step_size"] is None else f"{s['step_size']:g}"
             parts.append(f"{s['steps']} steps of {size}")
         if s["random_start"]:
-            parts.append("random start")
+            parts.append("random start" if s["restarts"] == 1 else f"{s['restarts']} random starts")
         if parts:
             about.append(f"{attack}: {', '.join(parts)}")
     print(

@@ -105,13 +105,15 @@ def test_the_attack_tool_on_a_run_and_on_its_export(digit_classifier, tmp_path, 
     assert float(tf.make_ndarray(scalars[-1].tensor_proto)) == pytest.approx(pgd[2])
     assert len(events(run_dir, "pgd_linf/examples")) == 3  # a grid per eps
 
-    # the SavedModel: gradients flow through serving_default, and it is the same model
-    code = attack.main([str(digit_classifier.export_dir), *argv, "--out", str(out)])
+    # the SavedModel: gradients flow through serving_default, and it is the same model; two
+    # random starts per example fool it at least as often as one
+    restarts = ["--restarts", "2"]
+    code = attack.main([str(digit_classifier.export_dir), *argv, *restarts, "--out", str(out)])
     assert code == 0
     exported = json.loads(out.read_text())
-    assert exported["target_kind"] == "export"
+    assert exported["target_kind"] == "export" and exported["settings"]["pgd"]["restarts"] == 2
     assert exported["curves"]["pgd"][0]["accuracy"] == pytest.approx(pgd[0])
-    assert exported["curves"]["pgd"][-1]["accuracy"] == pytest.approx(pgd[2], abs=0.03)
+    assert pgd[2] - 0.03 <= exported["curves"]["pgd"][-1]["accuracy"] <= pgd[2] + 0.005
 
 
 @pytest.mark.parametrize(
