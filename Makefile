@@ -31,6 +31,9 @@ train-cnn: venv ; $(TRAIN)
 train-cnn-classic: venv ; $(TRAIN)
 .PHONY: train-cnn-pruned
 train-cnn-pruned: venv ; $(TRAIN)
+.PHONY: train-cnn-distilled train-cnn-adversarial
+train-cnn-distilled: venv ; $(TRAIN)
+train-cnn-adversarial: venv ; $(TRAIN)
 train-gan: venv ; $(TRAIN)
 train-gan-fashion: venv ; $(TRAIN)
 train-wgan-gp: venv ; $(TRAIN)

@@ -7,6 +7,10 @@ augmentation, label smoothing and one-cycle Adam, in a budget of 1,240 steps (`t
 (`--set train.max_steps=0` for 20 full epochs). `cnn-classic`: keras-io's mnist_convnet as it was.
 `cnn-pruned`: the cnn with 80% of every conv and dense kernel pruned by magnitude in the same
 budget (training/extensions/prune.py), for a gzipped TFLite file about 3x smaller.
+`cnn-distilled`: a cnn of 6,866 parameters (8 and 16 filters, no dropout), the same budget,
+taught by a trained `cnn` run (training/tasks/distillation.py; `task.teacher`, by default the
+newest finished run under runs/cnn). `cnn-adversarial`: the `cnn` recipe on PGD adversarial
+examples (training/extensions/adversarial.py), robust at eps 0.1.
 
 The CIFAR-10 recipes (`<model>-cifar10`) share one training setup: pad-4 random crop and flip in
 the tf.data pipeline, label smoothing 0.1, mixed precision on GPUs (`run.mixed_precision=auto`:
@@ -73,6 +77,47 @@ add(
     task={"name": "classification", "augment": "crop", "label_smoothing": 0.0},
     optimizer={"name": "adam", "lr": 1e-3, "schedule": "cosine"},
     train={"epochs": 20, "batch_size": 64},
+)
+add(
+    "cnn-distilled",
+    description="A cnn with 9% of the cnn recipe's parameters (8 and 16 filters, no dropout) "
+    "distilled from a trained cnn run (task.teacher; default the newest finished run in runs/cnn).",
+    model={
+        "name": "cnn",
+        "overrides": {"batch_norm": True, "convs_per_stage": 2, "filters": [8, 16], "dropout": 0.0},
+    },
+    data={"dataset": "mnist", "fallback": "sample:mnist5k"},
+    task={
+        "name": "distillation",
+        "teacher": "runs/cnn",
+        "temperature": 2.0,
+        "alpha": 0.5,
+        "augment": "affine",
+        "rotation": 10.0,
+        "scale": 0.1,
+        "shift": 0.1,
+        "label_smoothing": 0.0,
+    },
+    optimizer={"name": "adam", "lr": 3e-3, "schedule": "onecycle"},
+    train={"epochs": 20, "batch_size": 64, "max_steps": 1240},
+)
+add(
+    "cnn-adversarial",
+    description="The cnn recipe with Madry et al.'s PGD adversarial training (L-inf eps 0.1 of "
+    "the pixel range, 7 steps, random start): robust to PGD-20 at eps 0.1.",
+    model={"name": "cnn", "overrides": {"batch_norm": True, "convs_per_stage": 2}},
+    data={"dataset": "mnist", "fallback": "sample:mnist5k"},
+    task={
+        "name": "classification",
+        "augment": "affine",
+        "rotation": 10.0,
+        "scale": 0.1,
+        "shift": 0.1,
+        "label_smoothing": 0.1,
+    },
+    optimizer={"name": "adam", "lr": 3e-3, "schedule": "onecycle"},
+    train={"epochs": 20, "batch_size": 64, "max_steps": 1240},
+    adversarial={"attack": "pgd", "eps": 0.1, "steps": 7, "random_start": True},
 )
 
 NORMS_AND_BIASES = ["gamma", "beta", "bias"]
