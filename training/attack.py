@@ -32,26 +32,18 @@ one-line reason and nothing written.
 """
 
 import argparse
-import datetime
 import json
 import pathlib
 import sys
 import time
 
+from training.tooling import ArgumentParser, BadRequest, new_run_dir
+
 DEFAULT_EPS = "0.05,0.1,0.2,0.3"
 
 
-class BadRequest(Exception):
-    """A one-line reason; exit 2 with nothing written."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise BadRequest(message)
-
-
 def _parser():
-    p = _Parser(
+    p = ArgumentParser(
         prog="python -m training attack",
         description="Accuracy of a classifier (run or export) under FGSM, PGD and random noise, "
         "against epsilon; prints it and logs it to TensorBoard.",
@@ -226,7 +218,7 @@ def _run(target, x, y, attacks, eps_list, args) -> int:
 
     names = [str(n) for n in target.class_names]
     shown = np.random.default_rng(0).permutation(len(x))[:25]  # across the classes
-    run_dir = _new_run_dir(args.logdir, f"{target.name}-attack")
+    run_dir = new_run_dir(args.logdir, f"{target.name}-attack")
     writer = tf.summary.create_file_writer(str(run_dir))
     started = time.time()
     tf.random.set_seed(args.seed)
@@ -332,14 +324,3 @@ def _print_table(target, x, attacks, settings, curves, norm, seconds):
     for i, point in enumerate(curves[attacks[0]]):
         row = "".join(f"{curves[a][i]['accuracy']:>9.3f}" for a in attacks)
         print(f"{point['eps']:<7g}{row}")
-
-
-def _new_run_dir(logdir, name) -> pathlib.Path:
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = pathlib.Path(logdir, name, stamp)
-    n = 1
-    while run_dir.exists():
-        run_dir = pathlib.Path(logdir, name, f"{stamp}-{n}")
-        n += 1
-    run_dir.mkdir(parents=True)
-    return run_dir

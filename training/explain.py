@@ -29,26 +29,17 @@ that is missing or does not decode, an unknown method or layer, a method the exp
 with a one-line reason and nothing written.
 """
 
-import argparse
-import datetime
 import json
 import pathlib
 import sys
 
+from training.tooling import ArgumentParser, BadRequest, new_run_dir
+
 METHODS = ("gradcam", "gradcam++", "ig", "smoothgrad")
 
 
-class BadRequest(Exception):
-    """A one-line reason; exit 2 with nothing written."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise BadRequest(message)
-
-
 def _parser():
-    p = _Parser(
+    p = ArgumentParser(
         prog="python -m training explain",
         description="A heatmap of where a classifier (run or export) looks in an image.",
     )
@@ -220,13 +211,7 @@ def _log(args, name, picture, summary) -> pathlib.Path:
     """A run directory with the picture in TensorBoard and explain.json."""
     import tensorflow as tf
 
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = pathlib.Path(args.logdir, f"{name}-explain", stamp)
-    n = 1
-    while run_dir.exists():
-        run_dir = pathlib.Path(args.logdir, f"{name}-explain", f"{stamp}-{n}")
-        n += 1
-    run_dir.mkdir(parents=True)
+    run_dir = new_run_dir(args.logdir, f"{name}-explain")
     writer = tf.summary.create_file_writer(str(run_dir))
     with writer.as_default():
         tf.summary.image(f"heatmap/{args.method}", picture[None], step=0)

@@ -76,6 +76,8 @@ import sys
 import tempfile
 import time
 
+from training.tooling import ArgumentParser, BadRequest
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STRATEGY = "multi_worker"
 DEFAULT_IMAGE = "model-zoo:latest"
@@ -98,17 +100,8 @@ K8S_FLAGS = (
 )
 
 
-class BadRequest(Exception):
-    """A one-line reason; exit 2 with nothing started or written."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise BadRequest(message)
-
-
 def _parser():
-    p = _Parser(
+    p = ArgumentParser(
         prog="python -m training launch",
         description="Train a recipe on N local MultiWorkerMirroredStrategy workers, or write a "
         "Kubeflow TFJob for it. Launcher flags go before the recipe; every flag after it goes to "

@@ -17,7 +17,6 @@ checkpoints/, model.keras, calibration.npz, export_info.json, metrics.json.
 
 import contextlib
 import dataclasses
-import datetime
 import json
 import math
 import os
@@ -35,7 +34,7 @@ from tensorboard.plugins.hparams import api as hp
 
 import console
 import zoo
-from training import data, distribute, extensions, optimizers
+from training import data, distribute, extensions, optimizers, tooling
 from training.tasks import get_task
 
 SUM = tf.distribute.ReduceOp.SUM
@@ -477,14 +476,7 @@ def _save_model(model, path: pathlib.Path):
 def _new_run_dir(logdir, recipe_name, chief) -> pathlib.Path:
     if not chief:
         return pathlib.Path(tempfile.mkdtemp(prefix="zoo-worker-"))
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = pathlib.Path(logdir, recipe_name, stamp)
-    n = 1
-    while run_dir.exists():
-        run_dir = pathlib.Path(logdir, recipe_name, f"{stamp}-{n}")
-        n += 1
-    run_dir.mkdir(parents=True)
-    return run_dir
+    return tooling.new_run_dir(logdir, recipe_name)
 
 
 class _Writers:
