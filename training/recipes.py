@@ -83,9 +83,9 @@ def add(name: str, **sections) -> None:
         if key not in recipe:
             raise ValueError(f"recipe {name!r}: unknown section {key!r}")
         if isinstance(recipe[key], dict):
-            recipe[key].update(value)
+            recipe[key].update(copy.deepcopy(value))
         else:
-            recipe[key] = value
+            recipe[key] = copy.deepcopy(value)
     recipe["name"] = name
     RECIPES[name] = recipe
 

@@ -25,13 +25,11 @@ Keras' 5e-3 here is the papers' and PyTorch recipes' 5e-4.
 
 from training.recipes import add
 
-add(
-    "cnn",
-    description="A small convnet with batch normalization on MNIST (rotation/scale/shift "
-    "augmentation, one-cycle Adam), exported for serving; offline, the bundled 5,000 digits.",
-    model={"name": "cnn", "overrides": {"batch_norm": True, "convs_per_stage": 2}},
-    data={"dataset": "mnist", "fallback": "sample:mnist5k"},
-    task={
+# the cnn recipe's setup, which its variants share
+CNN = {
+    "model": {"name": "cnn", "overrides": {"batch_norm": True, "convs_per_stage": 2}},
+    "data": {"dataset": "mnist", "fallback": "sample:mnist5k"},
+    "task": {
         "name": "classification",
         "augment": "affine",
         "rotation": 10.0,
@@ -39,25 +37,21 @@ add(
         "shift": 0.1,
         "label_smoothing": 0.1,
     },
-    optimizer={"name": "adam", "lr": 3e-3, "schedule": "onecycle"},
-    train={"epochs": 20, "batch_size": 64, "max_steps": 1240},  # 20 x 62 steps on the sample
+    "optimizer": {"name": "adam", "lr": 3e-3, "schedule": "onecycle"},
+    "train": {"epochs": 20, "batch_size": 64, "max_steps": 1240},  # 20 x 62 steps on the sample
+}
+
+add(
+    "cnn",
+    description="A small convnet with batch normalization on MNIST (rotation/scale/shift "
+    "augmentation, one-cycle Adam), exported for serving; offline, the bundled 5,000 digits.",
+    **CNN,
 )
 add(
     "cnn-pruned",
     description="The cnn recipe with 80% of its conv and dense kernel weights pruned by magnitude "
     "(polynomial schedule), exported with zeros: its gzipped TFLite is about 3x smaller.",
-    model={"name": "cnn", "overrides": {"batch_norm": True, "convs_per_stage": 2}},
-    data={"dataset": "mnist", "fallback": "sample:mnist5k"},
-    task={
-        "name": "classification",
-        "augment": "affine",
-        "rotation": 10.0,
-        "scale": 0.1,
-        "shift": 0.1,
-        "label_smoothing": 0.1,
-    },
-    optimizer={"name": "adam", "lr": 3e-3, "schedule": "onecycle"},
-    train={"epochs": 20, "batch_size": 64, "max_steps": 1240},
+    **CNN,
     # from epoch 2 to 80% of the run, a step every half epoch (the sample's 62-step epochs): on
     # the sample, within 0.5 points of the cnn on 3 seeds where the default schedule (every 100
     # steps to 70%) lost 0.6
@@ -82,41 +76,27 @@ add(
     "cnn-distilled",
     description="A cnn with 9% of the cnn recipe's parameters (8 and 16 filters, no dropout) "
     "distilled from a trained cnn run (task.teacher; default the newest finished run in runs/cnn).",
-    model={
-        "name": "cnn",
-        "overrides": {"batch_norm": True, "convs_per_stage": 2, "filters": [8, 16], "dropout": 0.0},
+    **{
+        **CNN,
+        "model": {
+            "name": "cnn",
+            "overrides": {**CNN["model"]["overrides"], "filters": [8, 16], "dropout": 0.0},
+        },
+        "task": {
+            **CNN["task"],
+            "name": "distillation",
+            "teacher": "runs/cnn",
+            "temperature": 2.0,
+            "alpha": 0.5,
+            "label_smoothing": 0.0,
+        },
     },
-    data={"dataset": "mnist", "fallback": "sample:mnist5k"},
-    task={
-        "name": "distillation",
-        "teacher": "runs/cnn",
-        "temperature": 2.0,
-        "alpha": 0.5,
-        "augment": "affine",
-        "rotation": 10.0,
-        "scale": 0.1,
-        "shift": 0.1,
-        "label_smoothing": 0.0,
-    },
-    optimizer={"name": "adam", "lr": 3e-3, "schedule": "onecycle"},
-    train={"epochs": 20, "batch_size": 64, "max_steps": 1240},
 )
 add(
     "cnn-adversarial",
     description="The cnn recipe with Madry et al.'s PGD adversarial training (L-inf eps 0.1 of "
     "the pixel range, 7 steps, random start): robust to PGD-20 at eps 0.1.",
-    model={"name": "cnn", "overrides": {"batch_norm": True, "convs_per_stage": 2}},
-    data={"dataset": "mnist", "fallback": "sample:mnist5k"},
-    task={
-        "name": "classification",
-        "augment": "affine",
-        "rotation": 10.0,
-        "scale": 0.1,
-        "shift": 0.1,
-        "label_smoothing": 0.1,
-    },
-    optimizer={"name": "adam", "lr": 3e-3, "schedule": "onecycle"},
-    train={"epochs": 20, "batch_size": 64, "max_steps": 1240},
+    **CNN,
     adversarial={"attack": "pgd", "eps": 0.1, "steps": 7, "random_start": True},
 )
 
