@@ -31,7 +31,8 @@ train-cnn: venv ; $(TRAIN)
 train-cnn-classic: venv ; $(TRAIN)
 .PHONY: train-cnn-pruned
 train-cnn-pruned: venv ; $(TRAIN)
-.PHONY: train-cnn-distilled train-cnn-adversarial
+.PHONY: train-cnn-teacher train-cnn-distilled train-cnn-adversarial
+train-cnn-teacher: venv ; $(TRAIN)
 train-cnn-distilled: venv ; $(TRAIN)
 train-cnn-adversarial: venv ; $(TRAIN)
 train-gan: venv ; $(TRAIN)
