@@ -131,3 +131,17 @@ def test_files_the_readme_names_for_adding_things_exist():
     assert named, "the section names no files"
     for path in named:
         assert (REPO / path).is_file(), path
+
+
+def test_every_training_extension_is_a_module_with_a_recipe_section():
+    from training import extensions, recipes
+
+    modules = sorted(p.stem for p in (REPO / "training" / "extensions").glob("[!_]*.py"))
+    sections = {
+        cls.__module__.rsplit(".", 1)[1]: name for name, cls in extensions.EXTENSIONS.items()
+    }
+    assert sorted(sections) == modules
+    for name, cls in extensions.EXTENSIONS.items():
+        assert name == cls.section and name not in ("model", "data", "task", "train")
+        assert recipes.resolve("cnn")[name] == cls.defaults  # every recipe has the section
+        assert not cls.enabled(cls.defaults), f"{name} is on by default"
