@@ -1,9 +1,11 @@
 """Data sources and tf.data pipelines.
 
 A source is a tfds data set (`mnist`, `cifar10`, `tiny_shakespeare`, ...), an image folder
-(`folder:PATH` holding `PATH/<split>/<label>/<image>`) or a sample bundled with the project
-(`sample:mnist5k`, training/samples/). Whichever, a split loads as a tf.data.Dataset of feature
-dicts described by a tfds `FeaturesDict`, so a task reads them all the same way.
+(`folder:PATH` holding `PATH/<split>/<label>/<image>`), a sample bundled with the project
+(`sample:mnist5k`, training/samples/) or scenes of digits from one of those
+(`digit_scenes:SOURCE?count=N&seed=S`, training/scenes.py). Whichever, a split loads as a
+tf.data.Dataset of feature dicts described by a tfds `FeaturesDict`, so a task reads them all the
+same way.
 
 Offline: `TFDS_DATA_DIR` points at prepared data, `TFDS_MANUAL_DIR` at original download files
 (tfds checks their checksums and prepares them). With neither and no network, loading stops with a
@@ -17,6 +19,7 @@ import pathlib
 import socket
 import sys
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -60,6 +63,8 @@ def open_source(spec: str, fallback: str | None = None) -> Source:
     `fallback` (a recipe's `data.fallback`): the source to open when the tfds data set `spec`
     cannot be prepared here (NotPrepared); one line on stderr says so. A bundled sample stands in
     only for the data set it samples (`--dataset fashion_mnist` never trains on MNIST digits)."""
+    if spec.startswith("digit_scenes:"):
+        return _scenes_source(spec[len("digit_scenes:") :])
     if spec.startswith("folder:"):
         return _folder_source(pathlib.Path(spec[len("folder:") :]).expanduser())
     if spec.startswith("sample:"):
@@ -237,6 +242,75 @@ def _sample_source(name: str) -> Source:
 
     description = samples.SAMPLES[name][1]
     return Source(f"sample:{name}", features, list(samples.SPLITS), load, description)
+
+
+# ---------------------------------------------------------------------------------------------
+# digit scenes (training/scenes.py)
+
+
+def _scenes_source(spec: str) -> Source:
+    from training import scenes
+
+    inner, _, query = spec.partition("?")
+    options = {"count": None, "seed": "0"}
+    for part in filter(None, query.split("&")):
+        key, _, value = part.partition("=")
+        if key not in options or not value.isdigit():
+            raise DataError(
+                f"digit_scenes:{spec}: expected ?count=N&seed=S (whole numbers), not {part!r}"
+            )
+        options[key] = value
+    count = None if options["count"] is None else int(options["count"])
+    if count == 0:
+        raise DataError(f"digit_scenes:{spec}: count must be at least 1")
+    digits = open_source(inner)
+    shape = tuple(digits.features["image"].shape) if "image" in digits.features.keys() else ()
+    if shape != (scenes.DIGIT, scenes.DIGIT, 1) or not digits.class_names:
+        raise DataError(
+            f"digit_scenes needs 28x28x1 labelled digit images; {inner} has images of shape "
+            f"{shape or 'none'}"
+        )
+    names = digits.class_names
+    features = tfds.features.FeaturesDict(
+        {
+            "image": tfds.features.Image(shape=(scenes.CANVAS, scenes.CANVAS, 1)),
+            "segmentation_mask": tfds.features.Image(shape=(scenes.CANVAS, scenes.CANVAS, 1)),
+            "objects": tfds.features.Sequence(
+                {
+                    "bbox": tfds.features.BBoxFeature(),
+                    "label": tfds.features.ClassLabel(names=names),
+                }
+            ),
+            "caption": tfds.features.Text(),
+        }
+    )
+    built = {}
+
+    def load(split):
+        if split not in built:
+            arrays = [(d["image"], d["label"]) for d in digits.load(split).as_numpy_iterator()]
+            images = np.stack([a[0] for a in arrays])
+            labels = np.array([a[1] for a in arrays], np.int64)
+            n = count if count is not None else 2 * len(images)
+            rng = scenes.split_rng(int(options["seed"]), split)
+            built[split] = scenes.build(images, labels, n, rng, names)
+        a = built[split]
+        ds = tf.data.Dataset.from_tensor_slices(
+            (a["images"], a["masks"], a["boxes"], a["labels"], a["objects"], a["captions"])
+        )
+
+        def features_of(image, mask, boxes, labels, k, caption):
+            return {
+                "image": image,
+                "segmentation_mask": mask,
+                "objects": {"bbox": boxes[:k], "label": labels[:k]},
+                "caption": caption,
+            }
+
+        return ds.map(features_of, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    description = f"scenes of digits from {digits.description or inner}"
+    return Source(f"digit_scenes:{spec}", features, digits.splits, load, description)
 
 
 # ---------------------------------------------------------------------------------------------
