@@ -2,10 +2,10 @@
 
 A source is a tfds data set (`mnist`, `cifar10`, `tiny_shakespeare`, ...), an image folder
 (`folder:PATH` holding `PATH/<split>/<label>/<image>`), a sample bundled with the project
-(`sample:mnist5k`, training/samples/) or scenes of digits from one of those
-(`digit_scenes:SOURCE?count=N&seed=S`, training/scenes.py). Whichever, a split loads as a
-tf.data.Dataset of feature dicts described by a tfds `FeaturesDict`, so a task reads them all the
-same way.
+(`sample:mnist5k`, training/samples/), or scenes or clips made from the digits of one of these
+(`digit_scenes:SOURCE?count=N&seed=S`, training/scenes.py; `moving_digits:SOURCE?...`,
+training/moving_digits.py). Whichever, a split loads as a tf.data.Dataset of feature dicts
+described by a tfds `FeaturesDict`, so a task reads them all the same way.
 
 Offline: `TFDS_DATA_DIR` points at prepared data, `TFDS_MANUAL_DIR` at original download files
 (tfds checks their checksums and prepares them). With neither and no network, loading stops with a
@@ -65,6 +65,8 @@ def open_source(spec: str, fallback: str | None = None) -> Source:
     only for the data set it samples (`--dataset fashion_mnist` never trains on MNIST digits)."""
     if spec.startswith("digit_scenes:"):
         return _scenes_source(spec[len("digit_scenes:") :])
+    if spec.startswith("moving_digits:"):
+        return _moving_digits_source(spec[len("moving_digits:") :])
     if spec.startswith("folder:"):
         return _folder_source(pathlib.Path(spec[len("folder:") :]).expanduser())
     if spec.startswith("sample:"):
@@ -245,31 +247,43 @@ def _sample_source(name: str) -> Source:
 
 
 # ---------------------------------------------------------------------------------------------
-# digit scenes (training/scenes.py)
+# made from digits: scenes (training/scenes.py) and moving digits (training/moving_digits.py)
 
 
-def _scenes_source(spec: str) -> Source:
-    from training import scenes
-
+def _made_from_digits(kind: str, spec: str):
+    """`SOURCE?count=N&seed=S` -> (the digit source, count or None, seed); DataError if the
+    options or the digits do not fit."""
     inner, _, query = spec.partition("?")
     options = {"count": None, "seed": "0"}
     for part in filter(None, query.split("&")):
         key, _, value = part.partition("=")
         if key not in options or not value.isdigit():
             raise DataError(
-                f"digit_scenes:{spec}: expected ?count=N&seed=S (whole numbers), not {part!r}"
+                f"{kind}:{spec}: expected ?count=N&seed=S (whole numbers), not {part!r}"
             )
         options[key] = value
     count = None if options["count"] is None else int(options["count"])
     if count == 0:
-        raise DataError(f"digit_scenes:{spec}: count must be at least 1")
+        raise DataError(f"{kind}:{spec}: count must be at least 1")
     digits = open_source(inner)
     shape = tuple(digits.features["image"].shape) if "image" in digits.features.keys() else ()
-    if shape != (scenes.DIGIT, scenes.DIGIT, 1) or not digits.class_names:
+    if shape != (28, 28, 1) or not digits.class_names:
         raise DataError(
-            f"digit_scenes needs 28x28x1 labelled digit images; {inner} has images of shape "
+            f"{kind} needs 28x28x1 labelled digit images; {inner} has images of shape "
             f"{shape or 'none'}"
         )
+    return digits, count, int(options["seed"])
+
+
+def _digit_arrays(digits: Source, split: str):
+    pairs = [(d["image"], d["label"]) for d in digits.load(split).as_numpy_iterator()]
+    return np.stack([p[0] for p in pairs]), np.array([p[1] for p in pairs], np.int64)
+
+
+def _scenes_source(spec: str) -> Source:
+    from training import scenes
+
+    digits, count, seed = _made_from_digits("digit_scenes", spec)
     names = digits.class_names
     features = tfds.features.FeaturesDict(
         {
@@ -288,12 +302,9 @@ def _scenes_source(spec: str) -> Source:
 
     def load(split):
         if split not in built:
-            arrays = [(d["image"], d["label"]) for d in digits.load(split).as_numpy_iterator()]
-            images = np.stack([a[0] for a in arrays])
-            labels = np.array([a[1] for a in arrays], np.int64)
+            images, labels = _digit_arrays(digits, split)
             n = count if count is not None else 2 * len(images)
-            rng = scenes.split_rng(int(options["seed"]), split)
-            built[split] = scenes.build(images, labels, n, rng, names)
+            built[split] = scenes.build(images, labels, n, scenes.split_rng(seed, split), names)
         a = built[split]
         ds = tf.data.Dataset.from_tensor_slices(
             (a["images"], a["masks"], a["boxes"], a["labels"], a["objects"], a["captions"])
@@ -309,8 +320,37 @@ def _scenes_source(spec: str) -> Source:
 
         return ds.map(features_of, num_parallel_calls=AUTOTUNE, deterministic=True)
 
-    description = f"scenes of digits from {digits.description or inner}"
+    description = f"scenes of digits from {digits.description or digits.name}"
     return Source(f"digit_scenes:{spec}", features, digits.splits, load, description)
+
+
+def _moving_digits_source(spec: str) -> Source:
+    from training import moving_digits as md
+
+    digits, count, seed = _made_from_digits("moving_digits", spec)
+    features = tfds.features.FeaturesDict(
+        {
+            "video": tfds.features.Video(shape=(md.FRAMES, md.CANVAS, md.CANVAS, 1)),
+            "label": tfds.features.ClassLabel(names=list(md.DIRECTIONS)),
+        }
+    )
+
+    def load(split):
+        images, _ = _digit_arrays(digits, split)
+        n = count if count is not None else len(images)
+        clips = md.clips(len(images), n, md.split_rng(seed, split))
+        stack = tf.constant(images)
+
+        def features_of(clip):
+            digit = tf.gather(stack, clip["digit"])
+            video = md.frames(digit, clip["y"], clip["x"], clip["dy"], clip["dx"])
+            return {"video": video, "label": clip["label"]}
+
+        ds = tf.data.Dataset.from_tensor_slices(clips)
+        return ds.map(features_of, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    description = f"moving digits from {digits.description or digits.name}"
+    return Source(f"moving_digits:{spec}", features, digits.splits, load, description)
 
 
 # ---------------------------------------------------------------------------------------------
