@@ -35,6 +35,8 @@ train-cnn-pruned: venv ; $(TRAIN)
 train-cnn-teacher: venv ; $(TRAIN)
 train-cnn-distilled: venv ; $(TRAIN)
 train-cnn-adversarial: venv ; $(TRAIN)
+.PHONY: train-unet-digit-scenes
+train-unet-digit-scenes: venv ; $(TRAIN)
 train-gan: venv ; $(TRAIN)
 train-gan-fashion: venv ; $(TRAIN)
 train-wgan-gp: venv ; $(TRAIN)

@@ -64,6 +64,14 @@ _kind(
     "of the predicted class, 0..1 at the input size), classes, labels, probabilities",
 )
 _kind(
+    "segmentation",
+    "images -> a class per pixel",
+    serving_default="images uint8 [N,H,W,C] -> segmentation int32 [N,H,W] (a class per pixel at "
+    "the input's resolution), probabilities float32 [N,H,W,K]",
+    segment_image_bytes="image_bytes string [N] (PNG/JPEG, one size per request) -> "
+    "segmentation int32 [N,H,W], probabilities float32 [N,H,W,K]",
+)
+_kind(
     "text_classification",
     "text -> class probabilities",
     serving_default="tokens int32 [N,T] -> probabilities",

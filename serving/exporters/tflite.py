@@ -40,6 +40,7 @@ import numpy as np
 
 import console
 from serving.exporters import ExportError, export_format, read_run, saved_model
+from zoo import metrics
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
 LATENCY_EXAMPLES = 200
@@ -111,6 +112,7 @@ def convert(export_path, variants=VARIANTS, out_dir=None, say=None) -> pathlib.P
         "saved_model": str(version_dir),
         "test_examples": len(next(iter(x_test.values()))) if x_test else 0,
         "saved_model_accuracy": _accuracy(reference, sample.get("y_test")),
+        "saved_model_mean_iou": _mean_iou(reference, sample.get("y_test")),
         "variants": rows,
         "other_signatures": _other_signatures(tf, version_dir, others),
     }
@@ -208,7 +210,7 @@ def _saved_model_outputs(fn, specs, xs, batch=256):
     outputs = []
     for i in range(0, len(next(iter(xs.values()))), batch):
         result = fn(**{name: tf.constant(x[i : i + batch]) for name, x in xs.items()})
-        outputs.append(next(iter(result.values())).numpy())
+        outputs.append(result[sorted(result)[0]].numpy())  # the output the report compares
     return np.concatenate(outputs)
 
 
@@ -219,7 +221,7 @@ def _evaluate(path, xs, labels, reference) -> dict:
     with console.quiet():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
         runner = Interpreter(model_path=str(path)).get_signature_runner("serving_default")
     inputs, outputs_detail = runner.get_input_details(), runner.get_output_details()
-    output_name = next(iter(outputs_detail))
+    output_name = sorted(outputs_detail)[0]  # as _saved_model_outputs
     if xs is None:  # no sample: time random inputs of the right shape
         rng = np.random.default_rng(0)
         xs = {
@@ -242,9 +244,11 @@ def _evaluate(path, xs, labels, reference) -> dict:
     row = {"latency_ms": round(1000 * seconds / count, 4)}
     if reference is not None:
         row["max_abs_diff"] = float(np.max(np.abs(outputs - reference)))
-        if outputs.ndim == 2:  # class scores
+        if outputs.ndim >= 2:  # class scores (of an image, or of each pixel)
             row["agreement"] = float(np.mean(outputs.argmax(-1) == reference.argmax(-1)))
         row["accuracy"] = _accuracy(outputs, labels)
+        if _mean_iou(outputs, labels) is not None:
+            row["mean_iou"] = _mean_iou(outputs, labels)
     return row
 
 
@@ -264,9 +268,17 @@ def _dequantize(y, detail):
 
 
 def _accuracy(outputs, labels):
-    if outputs is None or labels is None or outputs.ndim != 2:
+    """Share of the labels (an image's, or each pixel's) that the outputs' argmax gets right."""
+    if outputs is None or labels is None or outputs.ndim != labels.ndim + 1:
         return None
     return float(np.mean(outputs.argmax(-1) == labels))
+
+
+def _mean_iou(outputs, labels):
+    """Mean IoU of per-pixel class scores [N,H,W,K] against label maps [N,H,W]; None otherwise."""
+    if _accuracy(outputs, labels) is None or labels.ndim < 2:
+        return None
+    return metrics.mean_iou(labels, outputs.argmax(-1), outputs.shape[-1])
 
 
 def _write_atomic(path: pathlib.Path, payload: bytes):
@@ -307,16 +319,19 @@ def _other_signatures(tf, version_dir, names) -> list[dict]:
 
 
 def _markdown(report) -> str:
-    sm = report["saved_model_accuracy"]
+    sm, iou = report["saved_model_accuracy"], report.get("saved_model_mean_iou")
+    dense = iou is not None  # per-pixel scores: the mean IoU column too
     lines = [
         f"# TFLite variants of `{report['saved_model']}`",
         "",
         f"Test sample: {report['test_examples']} examples; SavedModel accuracy: "
-        + (f"{sm:.4f}" if sm is not None else "n/a"),
+        + (f"{sm:.4f}" if sm is not None else "n/a")
+        + (f", mean IoU: {iou:.4f}" if dense else ""),
         "",
-        "| variant | size (bytes) | gzipped (bytes) | accuracy | agreement with SavedModel "
-        "| max abs diff | latency (ms/example) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| variant | size (bytes) | gzipped (bytes) | accuracy "
+        + ("| mean IoU " if dense else "")
+        + "| agreement with SavedModel | max abs diff | latency (ms/example) |",
+        "|---|---:|---:|---:|" + ("---:|" if dense else "") + "---:|---:|---:|",
     ]
 
     def fmt(v, spec):
@@ -329,7 +344,8 @@ def _markdown(report) -> str:
         lines.append(
             f"| {row['variant']} | {row['size_bytes']:,} | {row['gzip_bytes']:,} "
             f"| {fmt(row.get('accuracy'), '.4f')} | "
-            f"{fmt(row.get('agreement'), '.4f')} | {fmt(row.get('max_abs_diff'), '.4g')} | "
+            + (f"{fmt(row.get('mean_iou'), '.4f')} | " if dense else "")
+            + f"{fmt(row.get('agreement'), '.4f')} | {fmt(row.get('max_abs_diff'), '.4g')} | "
             f"{fmt(row.get('latency_ms'), '.3f')} |"
             + (f" {row['error']}" if "error" in row else "")
         )

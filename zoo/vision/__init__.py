@@ -6,6 +6,7 @@ from zoo.vision import (  # noqa: F401
     inception,
     mobilenet,
     resnet,
+    unet,
     vgg,
     vit,
 )
