@@ -25,12 +25,15 @@ def check_pooling(pooling, allowed=(None, "avg", "max")):
 
 
 def imagenet_normalize(inputs):
-    """Raw pixels (0..255) -> 0..1 (`rescale`) -> ImageNet mean/std (`normalize`)."""
+    """Raw pixels (0..255) -> 0..1 (`rescale`) -> ImageNet mean/std (`normalize`); a one-channel
+    (grey) input is normalized by the mean of the three means and of the three deviations."""
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    if inputs.shape[channel_axis()] == 1:
+        mean, std = [sum(mean) / 3], [sum(std) / 3]
     return layers.Normalization(
-        axis=channel_axis(), mean=IMAGENET_MEAN, variance=[s**2 for s in IMAGENET_STD],
-        name="normalize",
-    )(x)  # fmt: skip
+        axis=channel_axis(), mean=mean, variance=[s**2 for s in std], name="normalize"
+    )(x)
 
 
 def make_divisible(v, divisor=8):
