@@ -16,12 +16,13 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # package -> top-level modules it must never import
 FORBIDDEN = {
-    "zoo": {"tensorflow", "training", "serving", "textkit", "console", "saliency"},
+    "zoo": {"tensorflow", "training", "serving", "textkit", "console", "saliency", "evaluation"},
     "training": {"serving"},
     "serving": {"training"},
     "textkit": {"training", "serving"},
     "saliency": {"training", "serving"},
-    "console": {"zoo", "training", "serving", "textkit", "saliency"},
+    "evaluation": {"training", "serving", "zoo"},
+    "console": {"zoo", "training", "serving", "textkit", "saliency", "evaluation"},
 }
 
 

@@ -40,7 +40,7 @@ import numpy as np
 
 import console
 from serving.exporters import ExportError, export_format, read_run, saved_model
-from zoo import metrics
+from evaluation import segmentation as metrics
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
 LATENCY_EXAMPLES = 200

@@ -13,7 +13,7 @@ from tests.conftest import train_and_export
 from tests.serving.conftest import ServerProcess, b64, grpc_stubs, http, predict_request
 from training import data, recipes
 from training.tasks import get_task
-from zoo import metrics
+from evaluation import segmentation as metrics
 
 MODEL = "unet-digit-scenes"  # the recipe the export is named after
 SMALL = [

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from training import summaries
 from training.tasks.base import Task, apply_gradients, regularization_loss
-from zoo import metrics as metrics_lib
+from evaluation import segmentation as metrics_lib
 
 AUGMENTATIONS = ("none", "flip_scale")
 PALETTE = np.array(

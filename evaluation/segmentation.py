@@ -1,5 +1,4 @@
-"""Metrics both sides of the house compute on NumPy arrays (training each epoch, the TFLite report
-on its variants): pixel confusion matrices and IoU for segmentation."""
+"""Segmentation scores: the pixel confusion matrix and IoU per class and on average."""
 
 import numpy as np
 
