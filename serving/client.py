@@ -1,11 +1,16 @@
-"""`python -m serving predict --model cnn [--grpc] FILE...`: print a served model's top classes.
+"""`python -m serving predict --model cnn [--grpc] FILE...`: print a served model's top classes,
+or a detector's boxes.
 
 Talks to any TF Serving (the real one or the embedded server): REST on 8501 by default, gRPC on
 8500 with `--grpc`. It reads the model's metadata first and picks the signature: for image files,
-`predict_image_bytes` when the model has it (the encoded file is sent as is, base64 in JSON),
-else `serving_default` with the image decoded and resized here to the signature's input shape.
-`.npy` files are sent as arrays. Prints the top classes per file, with the model's label for the
-best one when the signature returns `labels`.
+`predict_image_bytes` (a classifier) or `detect_image_bytes` (a detector) when the model has it
+(the encoded file is sent as is, base64 in JSON), else `serving_default` with the image decoded
+here (and resized to the signature's input shape where it has one). `.npy` files are sent as
+arrays. Prints the top classes per file, with the model's label for the best one when the
+signature returns `labels`; for a detector (outputs named as the TF Object Detection API names
+them), each box scoring at least `--min-score`: label, score, (ymin, xmin, ymax, xmax)
+normalized and in the image's pixels. `--draw out.png` writes the boxes over the image
+(`out-2.png`, ... for the files after the first).
 """
 
 import argparse
@@ -18,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-BYTES_SIGNATURE = "predict_image_bytes"
+BYTES_SIGNATURES = ("predict_image_bytes", "detect_image_bytes")
+DTYPES = {"DT_UINT8": np.uint8, "DT_INT32": np.int32, "DT_INT64": np.int64}
 DEFAULT_SIGNATURE = "serving_default"
 
 
@@ -46,12 +52,13 @@ def choose_signature(signatures: dict, files, requested=None) -> str:
             raise ClientError(f"the model has no signature {requested!r} (it has: {known})")
         return requested
     images = all(Path(f).suffix.lower() != ".npy" for f in files)
-    if images and BYTES_SIGNATURE in signatures:
-        return BYTES_SIGNATURE
+    for name in BYTES_SIGNATURES:
+        if images and name in signatures:
+            return name
     if DEFAULT_SIGNATURE in signatures:
         return DEFAULT_SIGNATURE
     raise ClientError(
-        "the model has neither predict_image_bytes nor serving_default; use --signature"
+        f"the model has none of {', '.join(BYTES_SIGNATURES)} or serving_default; use --signature"
     )
 
 
@@ -73,7 +80,7 @@ def build_inputs(signature: dict, files) -> dict:
             rows.append(arr)
         else:
             rows.append(_decode_image(f, shape))
-    return {name: np.stack(rows).astype(np.float32)}
+    return {name: np.stack(rows).astype(DTYPES.get(dtype, np.float32))}
 
 
 def _decode_image(path, shape):
@@ -197,8 +204,10 @@ class GrpcClient:
             request.inputs[name].CopyFrom(tf.make_tensor_proto(arr))
         response = self._rpc("Predict", request)
         outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
-        if "labels" in outputs:
-            outputs["labels"] = [s.decode("utf-8", "replace") for s in outputs["labels"].tolist()]
+        for name, value in outputs.items():
+            if value.dtype == object:  # strings
+                text = np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])
+                outputs[name] = text(value).tolist()
         return response.model_spec.version.value, outputs
 
 
@@ -220,6 +229,12 @@ def main(argv=None) -> int:
     group.add_argument("--version", type=int, default=None)
     group.add_argument("--label", default=None)
     parser.add_argument("--top", type=int, default=3)
+    parser.add_argument(
+        "--min-score", type=float, default=0.3, help="a detector's boxes shown from this score"
+    )
+    parser.add_argument(
+        "--draw", metavar="OUT.png", default=None, help="a detector's boxes drawn over the image"
+    )
     parser.add_argument("--timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
 
@@ -251,8 +266,61 @@ def main(argv=None) -> int:
     except (ClientError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if "detection_boxes" in outputs:
+        try:
+            _print_detections(args, version, signature, outputs)
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if args.draw:
+        print("error: --draw needs a detector (outputs detection_boxes)", file=sys.stderr)
+        return 2
     _print(args, version, signature, outputs)
     return 0
+
+
+def _print_detections(args, version, signature, outputs):
+    """Each file's boxes from `--min-score` up; with `--draw`, the boxes over the image."""
+    from PIL import Image
+
+    from boxkit import pictures
+
+    transport = "gRPC" if args.grpc else "REST"
+    labels = outputs.get("detection_labels")
+    for i, path in enumerate(args.files):
+        n = int(np.asarray(outputs["num_detections"][i]))
+        boxes = np.asarray(outputs["detection_boxes"][i], np.float64)[:n]
+        scores = np.asarray(outputs["detection_scores"][i], np.float64)[:n]
+        classes = np.asarray(outputs["detection_classes"][i]).astype(np.int64)[:n]
+        names = [str(labels[i][j]) if labels is not None else str(classes[j]) for j in range(n)]
+        shown = scores >= args.min_score
+        print(
+            f"{path}  ({args.model} v{version}, {signature}, {transport}): {int(shown.sum())} "
+            f"box(es) scoring >= {args.min_score:g} of {n}"
+        )
+        image = Image.open(path) if Path(path).suffix.lower() != ".npy" else None
+        size = np.array([image.height, image.width] * 2) if image is not None else None
+        for rank, j in enumerate(np.flatnonzero(shown), start=1):
+            box = ", ".join(f"{v:.3f}" for v in boxes[j])
+            pixels = ""
+            if size is not None:
+                pixels = "  pixels (" + ", ".join(f"{v:.0f}" for v in boxes[j] * size) + ")"
+            print(f"  {rank}. {names[j]:<10} {scores[j]:.4f}  box ({box}){pixels}")
+        if args.draw:
+            if image is None:
+                raise ValueError(f"--draw needs an image file, not {path}")
+            out = Path(args.draw)
+            if i:
+                out = out.with_name(f"{out.stem}-{i + 1}{out.suffix}")
+            pixels_in = np.asarray(image.convert("RGB"))
+            scale = 2 if max(image.height, image.width) < 256 else 1
+            label_names = {c: names[j] for j, c in enumerate(classes)}
+            drawn = pictures.draw_boxes(
+                pixels_in, boxes[shown], classes[shown], label_names, scores[shown], scale=scale
+            )
+            Image.fromarray(drawn).save(out)
+            print(f"  drawn: {out}")
 
 
 def _print(args, version, signature, outputs):

@@ -16,13 +16,23 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # package -> top-level modules it must never import
 FORBIDDEN = {
-    "zoo": {"tensorflow", "training", "serving", "textkit", "console", "saliency", "evaluation"},
+    "zoo": {
+        "tensorflow",
+        "training",
+        "serving",
+        "textkit",
+        "console",
+        "saliency",
+        "evaluation",
+        "boxkit",
+    },
     "training": {"serving"},
     "serving": {"training"},
     "textkit": {"training", "serving"},
     "saliency": {"training", "serving"},
+    "boxkit": {"training", "serving", "zoo"},
     "evaluation": {"training", "serving", "zoo"},
-    "console": {"zoo", "training", "serving", "textkit", "saliency", "evaluation"},
+    "console": {"zoo", "training", "serving", "textkit", "saliency", "evaluation", "boxkit"},
 }
 
 

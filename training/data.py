@@ -45,11 +45,18 @@ class Source:
     description: str = ""
 
     def load(self, split: str) -> tf.data.Dataset:
-        if self.splits and split not in self.splits:
-            raise DataError(
-                f"data set {self.name!r} has no split {split!r} (splits: {', '.join(self.splits)})"
-            )
-        return self._load(split)
+        """A split, or splits joined by "+" (`train+validation`: one after the other)."""
+        parts = split.split("+")
+        for part in parts:
+            if self.splits and part not in self.splits:
+                raise DataError(
+                    f"data set {self.name!r} has no split {part!r} "
+                    f"(splits: {', '.join(self.splits)})"
+                )
+        ds = self._load(parts[0])
+        for part in parts[1:]:
+            ds = ds.concatenate(self._load(part))
+        return ds
 
     @property
     def class_names(self) -> list[str]:

@@ -36,6 +36,7 @@ import console
 import zoo
 from training import data, distribute, extensions, optimizers, tooling
 from training.tasks import get_task
+from training.tasks.base import EXAMPLES
 
 SUM = tf.distribute.ReduceOp.SUM
 POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16", None: "float32"}
@@ -381,9 +382,15 @@ class _Loop:
         return {k: v.numpy() for k, v in self._train(iterator, *numbers).items()}
 
     def evaluate(self, dist_ds) -> dict:
-        totals = {}
+        """Sums over the split; the task's per-example outputs (EXAMPLES) concatenated."""
+        totals, examples = {}, []
         for batch in dist_ds:
-            _accumulate(totals, {k: v.numpy() for k, v in self._eval(batch).items()})
+            sums = self._eval(batch)
+            if EXAMPLES in sums:
+                examples.append({k: v.numpy() for k, v in sums.pop(EXAMPLES).items()})
+            _accumulate(totals, {k: v.numpy() for k, v in sums.items()})
+        if examples:
+            totals[EXAMPLES] = {k: np.concatenate([e[k] for e in examples]) for k in examples[0]}
         return totals
 
 
@@ -442,7 +449,15 @@ def _shown(metrics: dict, digits=4) -> str:
 
 
 def _reduce(strategy, per_replica: dict) -> dict:
-    return {k: strategy.reduce(SUM, v, axis=None) for k, v in per_replica.items()}
+    """Sums across replicas; per-example outputs (EXAMPLES) gathered along the batch."""
+    reduced = {
+        k: strategy.reduce(SUM, v, axis=None) for k, v in per_replica.items() if k != EXAMPLES
+    }
+    if EXAMPLES in per_replica:
+        reduced[EXAMPLES] = {
+            k: strategy.gather(v, axis=0) for k, v in per_replica[EXAMPLES].items()
+        }
+    return reduced
 
 
 def _next_multiple(step: int, every: int) -> int:

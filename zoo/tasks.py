@@ -72,6 +72,15 @@ _kind(
     "segmentation int32 [N,H,W], probabilities float32 [N,H,W,K]",
 )
 _kind(
+    "detection",
+    "images -> boxes with classes and scores",
+    serving_default="images uint8 [N,H,W,C] -> detection_boxes float32 [N,100,4] (ymin, xmin, "
+    "ymax, xmax, normalized to [0,1]), detection_scores float32 [N,100], detection_classes int64 "
+    "[N,100] (the index in labels.txt), num_detections int32 [N]; per-class NMS in the graph",
+    detect_image_bytes="image_bytes string [N] (PNG/JPEG) -> the same, and detection_labels "
+    "string [N,100] (the class names)",
+)
+_kind(
     "text_classification",
     "text -> class probabilities",
     serving_default="tokens int32 [N,T] -> probabilities",

@@ -8,13 +8,16 @@ out_dir/tflite/ (option `variants`, default all four):
            training sample the export carries (assets.extra/calibration.npz)
 
 and writes report.json and report.md: size in bytes and gzipped (`gzip_bytes`, gzip level 9: what
-a download costs; the zeros of a pruned model only pay once compressed), accuracy on the export's
-test sample next to the SavedModel's own, agreement with the SavedModel, and mean latency per
-example through ai_edge_litert. A variant that does not convert is listed with the converter's
-reason, and so is each other signature of the export (string/bytes in: SavedModel and TF Serving
-only).
+a download costs; the zeros of a pruned model only pay once compressed), the scores of the
+export's task kind on its test sample next to the SavedModel's own (`saved_model_<score>`:
+accuracy; pixel accuracy and mean IoU for segmentation; COCO mAP, mAP@.5 and recall for
+detection; evaluation/report.py chooses them by the kind in export_info.json), agreement with
+the SavedModel, and mean latency per example through ai_edge_litert. A variant that does not
+convert is listed with the converter's reason, and so is each other signature of the export
+(string/bytes in: SavedModel and TF Serving only).
 
-calibration.npz holds `representative` and `x_test` (+ `y_test`) for a one-input signature, or
+calibration.npz holds `representative` and `x_test` (+ `y_test`, or `y_test.<name>` arrays for a
+structured truth: a detector's `y_test.boxes` and `y_test.classes`) for a one-input signature, or
 `representative.<input>` and `x_test.<input>` per input of a signature with several; arrays are
 fed in the signature's own dtypes (token ids stay integers).
 
@@ -39,10 +42,11 @@ import time
 import numpy as np
 
 import console
+from evaluation import report as scoring
 from serving.exporters import ExportError, export_format, read_run, saved_model
-from evaluation import segmentation as metrics
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
+TITLES = {"mean_iou": "mean IoU", "map": "mAP@[.5:.95]", "map_50": "mAP@.5", "recall": "AR@100"}
 LATENCY_EXAMPLES = 200
 
 
@@ -89,12 +93,18 @@ def convert(export_path, variants=VARIANTS, out_dir=None, say=None) -> pathlib.P
     calibration_file = version_dir / "assets.extra" / "calibration.npz"
     sample = dict(np.load(calibration_file)) if calibration_file.is_file() else {}
 
+    info_file = version_dir / "assets.extra" / "export_info.json"
+    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    kind = info.get("task")
+    truth = _truth(sample)
+
     _register_text_ops()
     loaded = tf.saved_model.load(str(version_dir))  # kept: the signature reads its variables
     saved = loaded.signatures["serving_default"]
     specs = saved.structured_input_signature[1]
     x_test = _arrays(sample, "x_test", specs)
     reference = _saved_model_outputs(saved, specs, x_test) if x_test else None
+    scored = {"kind": kind, "truth": truth, "info": info}
 
     with tempfile.TemporaryDirectory(prefix="serving-default-") as alone:
         _save_alone(tf, saved, alone)
@@ -103,16 +113,18 @@ def convert(export_path, variants=VARIANTS, out_dir=None, say=None) -> pathlib.P
         for variant in variants:
             say(f"converting serving_default to TFLite: {variant}")
             rows.append(
-                _variant(tf, alone, variant, representative, out_dir, x_test, sample, reference)
+                _variant(tf, alone, variant, representative, out_dir, x_test, scored, reference)
             )
     others = [name for name in loaded.signatures if name != "serving_default"]
     if others:
         say(f"checking whether {', '.join(others)} convert to builtin TFLite ops")
+    saved_scores = scoring.scores(kind, reference, truth, info) if reference else {}
     report = {
         "saved_model": str(version_dir),
+        "task": kind,
         "test_examples": len(next(iter(x_test.values()))) if x_test else 0,
-        "saved_model_accuracy": _accuracy(reference, sample.get("y_test")),
-        "saved_model_mean_iou": _mean_iou(reference, sample.get("y_test")),
+        "scores": list(scoring.score_names(kind)),
+        **{f"saved_model_{name}": saved_scores.get(name) for name in scoring.score_names(kind)},
         "variants": rows,
         "other_signatures": _other_signatures(tf, version_dir, others),
     }
@@ -121,7 +133,7 @@ def convert(export_path, variants=VARIANTS, out_dir=None, say=None) -> pathlib.P
     return out_dir / "report.json"
 
 
-def _variant(tf, saved_model_dir, variant, representative, out_dir, x_test, sample, reference):
+def _variant(tf, saved_model_dir, variant, representative, out_dir, x_test, scored, reference):
     """One variant's report row: converted, written, and run against the SavedModel."""
     row = {"variant": variant}
     try:
@@ -133,7 +145,7 @@ def _variant(tf, saved_model_dir, variant, representative, out_dir, x_test, samp
     _write_atomic(path, flatbuffer)
     row.update(file=path.name, size_bytes=len(flatbuffer), gzip_bytes=gzip_size(flatbuffer))
     try:
-        row.update(_evaluate(path, x_test, sample.get("y_test"), reference))
+        row.update(_evaluate(path, x_test, scored, reference))
     except Exception as e:  # converted, but does not run (e.g. select TF ops)
         row["error"] = f"does not run in ai_edge_litert: {_first_line(e)}"
     return row
@@ -204,24 +216,31 @@ def _arrays(sample, prefix, specs) -> dict | None:
     return {name: x.astype(specs[name].dtype.as_numpy_dtype) for name, x in found.items()}
 
 
-def _saved_model_outputs(fn, specs, xs, batch=256):
+def _truth(sample):
+    """The test sample's truth: `y_test`, or {name: array} of its `y_test.<name>` arrays."""
+    if "y_test" in sample:
+        return sample["y_test"]
+    parts = {k.split(".", 1)[1]: v for k, v in sample.items() if k.startswith("y_test.")}
+    return parts or None
+
+
+def _saved_model_outputs(fn, specs, xs, batch=256) -> dict:
     import tensorflow as tf
 
     outputs = []
     for i in range(0, len(next(iter(xs.values()))), batch):
         result = fn(**{name: tf.constant(x[i : i + batch]) for name, x in xs.items()})
-        outputs.append(result[sorted(result)[0]].numpy())  # the output the report compares
-    return np.concatenate(outputs)
+        outputs.append({name: value.numpy() for name, value in result.items()})
+    return {name: np.concatenate([o[name] for o in outputs]) for name in outputs[0]}
 
 
-def _evaluate(path, xs, labels, reference) -> dict:
+def _evaluate(path, xs, scored, reference) -> dict:
     """Run the variant one example at a time: outputs vs the SavedModel, and latency."""
     from ai_edge_litert.interpreter import Interpreter
 
     with console.quiet():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
         runner = Interpreter(model_path=str(path)).get_signature_runner("serving_default")
     inputs, outputs_detail = runner.get_input_details(), runner.get_output_details()
-    output_name = sorted(outputs_detail)[0]  # as _saved_model_outputs
     if xs is None:  # no sample: time random inputs of the right shape
         rng = np.random.default_rng(0)
         xs = {
@@ -234,21 +253,20 @@ def _evaluate(path, xs, labels, reference) -> dict:
 
     def run(i):
         feeds = {name: _quantize(x[i : i + 1], inputs[name]) for name, x in xs.items()}
-        result = runner(**feeds)[output_name]
-        return _dequantize(result, outputs_detail[output_name])[0]
+        result = runner(**feeds)
+        return {name: _dequantize(y, outputs_detail[name])[0] for name, y in result.items()}
 
     run(0)  # warm-up
     started = time.perf_counter()
-    outputs = np.stack([run(i) for i in range(count)])
+    results = [run(i) for i in range(count)]
     seconds = time.perf_counter() - started
     row = {"latency_ms": round(1000 * seconds / count, 4)}
     if reference is not None:
-        row["max_abs_diff"] = float(np.max(np.abs(outputs - reference)))
-        if outputs.ndim >= 2:  # class scores (of an image, or of each pixel)
-            row["agreement"] = float(np.mean(outputs.argmax(-1) == reference.argmax(-1)))
-        row["accuracy"] = _accuracy(outputs, labels)
-        if _mean_iou(outputs, labels) is not None:
-            row["mean_iou"] = _mean_iou(outputs, labels)
+        outputs = {name: np.stack([r[name] for r in results]) for name in results[0]}
+        kind = scored["kind"]
+        row.update(scoring.comparison(kind, outputs, reference))
+        found = scoring.scores(kind, outputs, scored["truth"], scored["info"])
+        row.update({name: value for name, value in found.items() if value is not None})
     return row
 
 
@@ -261,24 +279,12 @@ def _quantize(x, detail):
 
 
 def _dequantize(y, detail):
+    """A quantized output as float32; one that is not, as float32 or as its integers (classes,
+    counts)."""
     scale, zero_point = detail["quantization"]
-    if detail["dtype"] == np.float32 or not scale:
-        return y.astype(np.float32)
+    if not scale:
+        return y if np.issubdtype(y.dtype, np.integer) else y.astype(np.float32)
     return (y.astype(np.float32) - zero_point) * scale
-
-
-def _accuracy(outputs, labels):
-    """Share of the labels (an image's, or each pixel's) that the outputs' argmax gets right."""
-    if outputs is None or labels is None or outputs.ndim != labels.ndim + 1:
-        return None
-    return float(np.mean(outputs.argmax(-1) == labels))
-
-
-def _mean_iou(outputs, labels):
-    """Mean IoU of per-pixel class scores [N,H,W,K] against label maps [N,H,W]; None otherwise."""
-    if _accuracy(outputs, labels) is None or labels.ndim < 2:
-        return None
-    return metrics.mean_iou(labels, outputs.argmax(-1), outputs.shape[-1])
 
 
 def _write_atomic(path: pathlib.Path, payload: bytes):
@@ -319,32 +325,33 @@ def _other_signatures(tf, version_dir, names) -> list[dict]:
 
 
 def _markdown(report) -> str:
-    sm, iou = report["saved_model_accuracy"], report.get("saved_model_mean_iou")
-    dense = iou is not None  # per-pixel scores: the mean IoU column too
-    lines = [
-        f"# TFLite variants of `{report['saved_model']}`",
-        "",
-        f"Test sample: {report['test_examples']} examples; SavedModel accuracy: "
-        + (f"{sm:.4f}" if sm is not None else "n/a")
-        + (f", mean IoU: {iou:.4f}" if dense else ""),
-        "",
-        "| variant | size (bytes) | gzipped (bytes) | accuracy "
-        + ("| mean IoU " if dense else "")
-        + "| agreement with SavedModel | max abs diff | latency (ms/example) |",
-        "|---|---:|---:|---:|" + ("---:|" if dense else "") + "---:|---:|---:|",
-    ]
+    names = report.get("scores", ["accuracy"])
+    titles = [TITLES.get(name, name) for name in names]
 
     def fmt(v, spec):
         return format(v, spec) if isinstance(v, (int, float)) else "n/a"
 
+    saved = ", ".join(
+        f"{title}: {fmt(report.get(f'saved_model_{name}'), '.4f')}"
+        for name, title in zip(names, titles)
+    )
+    lines = [
+        f"# TFLite variants of `{report['saved_model']}`",
+        "",
+        f"Test sample: {report['test_examples']} examples; SavedModel {saved}",
+        "",
+        "| variant | size (bytes) | gzipped (bytes) | "
+        + "".join(f"{title} | " for title in titles)
+        + "agreement with SavedModel | max abs diff | latency (ms/example) |",
+        "|---|---:|---:|" + "---:|" * len(names) + "---:|---:|---:|",
+    ]
     for row in report["variants"]:
         if "size_bytes" not in row:
-            lines.append(f"| {row['variant']} | failed: {row['error']} | | | | | |")
+            lines.append(f"| {row['variant']} | failed: {row['error']} |" + " |" * (4 + len(names)))
             continue
         lines.append(
-            f"| {row['variant']} | {row['size_bytes']:,} | {row['gzip_bytes']:,} "
-            f"| {fmt(row.get('accuracy'), '.4f')} | "
-            + (f"{fmt(row.get('mean_iou'), '.4f')} | " if dense else "")
+            f"| {row['variant']} | {row['size_bytes']:,} | {row['gzip_bytes']:,} | "
+            + "".join(f"{fmt(row.get(name), '.4f')} | " for name in names)
             + f"{fmt(row.get('agreement'), '.4f')} | {fmt(row.get('max_abs_diff'), '.4g')} | "
             f"{fmt(row.get('latency_ms'), '.3f')} |"
             + (f" {row['error']}" if "error" in row else "")

@@ -4,11 +4,16 @@ A task turns a data set's feature dicts into model inputs, owns the per-replica 
 evaluation steps (losses, gradients, metrics), and says what to show in TensorBoard and what to
 hand the exporter. The loop knows nothing else about the model. Steps return *sums over the
 replica's examples* plus `count`; the loop adds them across replicas and steps, and `results`
-turns the totals into metrics (by default each sum divided by count).
+turns the totals into metrics (by default each sum divided by count). For a metric that is not a
+sum (COCO mAP ranks every detection of the split), `eval_step` may also return, under
+`EXAMPLES`, a dict of per-example tensors (batch first): the loop gathers them across replicas
+and concatenates them over the split, and `results` finds them under the same key.
 """
 
 import numpy as np
 import tensorflow as tf
+
+EXAMPLES = "examples"  # eval_step's per-example outputs, gathered rather than summed
 
 
 class Task:
@@ -55,7 +60,11 @@ class Task:
 
     def results(self, totals: dict) -> dict:
         n = max(float(totals["count"]), 1.0)
-        return {k: float(v) / n for k, v in totals.items() if k != "count" and np.ndim(v) == 0}
+        return {
+            k: float(v) / n
+            for k, v in totals.items()
+            if k not in ("count", EXAMPLES) and np.ndim(v) == 0
+        }
 
     # -- what the run shows and leaves behind --------------------------------------------------
     def log_epoch(self, model, sample, totals, step) -> dict | None:
