@@ -35,8 +35,15 @@ train-cnn-pruned: venv ; $(TRAIN)
 train-cnn-teacher: venv ; $(TRAIN)
 train-cnn-distilled: venv ; $(TRAIN)
 train-cnn-adversarial: venv ; $(TRAIN)
-.PHONY: train-unet-digit-scenes
+.PHONY: train-unet-digit-scenes train-deeplabv3_plus-digit-scenes train-unet-oxford-pet \
+        train-deeplabv3_plus-oxford-pet
 train-unet-digit-scenes: venv ; $(TRAIN)
+train-deeplabv3_plus-digit-scenes: venv ; $(TRAIN)
+train-unet-oxford-pet: venv ; $(TRAIN)
+train-deeplabv3_plus-oxford-pet: venv ; $(TRAIN)
+.PHONY: train-fcos-digit-scenes train-fcos-voc
+train-fcos-digit-scenes: venv ; $(TRAIN)
+train-fcos-voc: venv ; $(TRAIN)
 train-gan: venv ; $(TRAIN)
 train-gan-fashion: venv ; $(TRAIN)
 train-wgan-gp: venv ; $(TRAIN)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from evaluation import segmentation as metrics
 from tests.conftest import train_and_export
 from tests.serving.conftest import ServerProcess, b64, grpc_stubs, http, predict_request
 from training import data, recipes
 from training.tasks import get_task
-from evaluation import segmentation as metrics
 
 MODEL = "unet-digit-scenes"  # the recipe the export is named after
 SMALL = [
@@ -21,6 +21,7 @@ SMALL = [
     "train.batch_size=16",
     "train.epochs=10",
     "train.max_steps=300",  # 8 epochs of 600 scenes
+    "optimizer.schedule=constant",
     "train.eval_batch_size=100",
     'export.formats=["saved_model", "tflite"]',
     'export.tflite.variants=["float32", "int8"]',
@@ -154,3 +155,63 @@ def test_served_over_grpc(served, scenes):
         from_bytes = tf.make_ndarray(predict.Predict(request).outputs["segmentation"])
     assert segmentation.dtype == np.int32 and np.mean(segmentation == expected) > 0.999
     assert np.array_equal(from_bytes, segmentation)
+
+
+@pytest.mark.parametrize(
+    "name, narrow",
+    [
+        ("unet-oxford-pet", []),
+        # the recipe's own backbone (resnet50), one block a stage and 8 filters
+        ("deeplabv3_plus-oxford-pet", ['model.overrides.backbone_overrides={"width": 8, '
+                                       '"blocks": [1, 1, 1, 1]}']),
+    ],
+)  # fmt: skip
+def test_oxford_pet_recipes_train_on_mock_data(name, narrow, tmp_path, monkeypatch):
+    """The GPU recipes' data path: tfds oxford_iiit_pet (mock photos of varying sizes, trimaps
+    read as classes 0..2) resized to one size, a tiny model, two epochs and an export."""
+    import tensorflow_datasets as tfds
+
+    recipe = recipes.resolve(
+        name,
+        [
+            "run.tiny=true",
+            *narrow,
+            "task.image_size=[32, 32]",
+            "train.epochs=2",
+            "train.batch_size=4",
+            "train.eval_batch_size=4",
+            'export.formats=["saved_model"]',
+        ],
+    )
+    monkeypatch.setattr(data, "network_available", lambda: True)  # mock_data stands in
+    with tfds.testing.mock_data(num_examples=8):
+        result = train_and_export(recipe, tmp_path)
+    assert result.steps == 4 and np.isfinite(result.metrics["loss"])
+    assert 0.0 <= result.metrics["mean_iou"] <= 1.0
+    assert {"iou_pet", "iou_background"} & set(result.metrics)
+    loaded = tf.saved_model.load(str(result.export_dir))
+    image = np.random.default_rng(0).integers(0, 255, (1, 50, 70, 3), dtype=np.uint8)
+    out = loaded.signatures["serving_default"](images=tf.constant(image))
+    assert out["segmentation"].shape == (1, 50, 70) and out["probabilities"].shape == (1, 50, 70, 3)
+
+
+def test_mirrored_on_two_logical_cpus_matches_one_device(shared_data, tmp_path):
+    """The segmentation steps under MirroredStrategy (2 replicas, the confusion matrix summed
+    across them) train and score as on one device. Without batch normalization, whose batch
+    statistics are per replica."""
+    from tests.conftest import run_module
+
+    out = tmp_path / "weights.npz"
+    spec = f"digit_scenes:folder:{shared_data / 'mnist5k'}?count=64&seed=0"
+    proc = run_module(
+        "tests.training.workers", "mirrored-vs-one", out, shared_data / "mnist5k", tmp_path,
+        MODEL, f"data.dataset={spec}", 'model.overrides={"batch_norm": false}',
+        "train.batch_size=8", "train.eval_batch_size=16",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with np.load(out) as saved:
+        one = {k.split("/", 1)[1]: saved[k] for k in saved.files if k.startswith("one_device/")}
+        two = {k.split("/", 1)[1]: saved[k] for k in saved.files if k.startswith("mirrored/")}
+    assert one.keys() == two.keys() and "metric_mean_iou" in one
+    for key in one:
+        np.testing.assert_allclose(one[key], two[key], rtol=1e-4, atol=1e-5, err_msg=key)

@@ -26,7 +26,8 @@ def load(path, prefix=""):
         return [
             f[k]
             for k in sorted(
-                (k for k in f.files if k.startswith(prefix)), key=lambda k: int(k.rsplit("w", 1)[1])
+                (k for k in f.files if k.startswith(prefix + "w")),
+                key=lambda k: int(k.rsplit("w", 1)[1]),
             )
         ]
 

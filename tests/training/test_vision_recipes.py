@@ -39,9 +39,12 @@ def train_tiny(name, root, *sets):
         patch.undo()
 
 
-def test_every_vision_model_has_a_cifar10_recipe():
+def test_every_image_classifier_has_a_cifar10_recipe():
     vision = {
-        n for n in zoo.list_models() if zoo.get_spec(n).builder.__module__.startswith("zoo.vision.")
+        n
+        for n in zoo.list_models()
+        if zoo.get_spec(n).builder.__module__.startswith("zoo.vision.")
+        and zoo.get_spec(n).task == "classification"
     }
     assert {name.removesuffix("-cifar10") for name in CIFAR_RECIPES} == vision - {"cnn"}
     recipe = recipes.resolve("resnet18-cifar10")

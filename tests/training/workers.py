@@ -1,7 +1,9 @@
 """Worker script for the strategy tests: `python -m tests.training.workers MODE OUT_NPZ ...`.
 
 mirrored-vs-one: two logical CPUs; trains the same tiny recipe under one_device and under
-mirrored (same global batch) and saves both final weight sets.
+mirrored (same global batch) and saves both final weight sets and validation metrics. Optional
+arguments after the four: a recipe name, then `--set` overrides (default: cnn-classic on the
+folder of digits).
 multi-worker: one MultiWorkerMirroredStrategy worker (TF_CONFIG from the environment); saves its
 final weights.
 """
@@ -16,13 +18,14 @@ import tensorflow as tf
 RECIPE = "cnn-classic"
 
 
-def recipe(data_dir, strategy, steps):
+def recipe(data_dir, strategy, steps, name=RECIPE, sets=()):
     from training import recipes
 
     return recipes.resolve(
-        RECIPE,
+        name,
         [
             f"data.dataset=folder:{data_dir}",
+            *sets,
             f"run.strategy={strategy}",
             "run.tiny=true",
             "train.batch_size=32",
@@ -39,6 +42,7 @@ def weights(result):
 
 def main():
     mode, out, data_dir, logdir = sys.argv[1:5]
+    name, *sets = sys.argv[5:] or [RECIPE]
     steps = 6
     from training import loop
 
@@ -50,12 +54,13 @@ def main():
         saved = {}
         for strategy in ("one_device", "mirrored"):
             result = loop.train(
-                recipe(data_dir, strategy, steps),
+                recipe(data_dir, strategy, steps, name, sets),
                 logdir=f"{logdir}/{strategy}",
                 verbose=False,
             )
             assert result.steps == steps
             saved.update({f"{strategy}/{k}": v for k, v in weights(result).items()})
+            saved.update({f"{strategy}/metric_{k}": v for k, v in result.metrics.items()})
         np.savez(out, **saved)
     elif mode == "multi-worker":
         result = loop.train(recipe(data_dir, "multi_worker", steps), logdir=logdir, verbose=False)

@@ -13,9 +13,10 @@ Task config (the recipe's `task` section):
   first 256 training masks (Lin et al. 2017), not at uniform probabilities: with ~95% background
   pixels, a uniform start spends hundreds of steps learning that prior alone;
 - `dice`: weight of the soft Dice loss (1 - mean over classes of 2|P*Y| / (|P| + |Y|)), 0 = off;
-- `augment`: "none" or "flip_scale": a horizontal flip (half the time) and a scale jitter of
-  1 +- `scale` (resize, then a random crop or a random placement on `background`), the mask moved
-  with the image, pixel for pixel (nearest-neighbour for the mask).
+- `augment`: "none", "scale" or "flip_scale": a scale jitter of 1 +- `scale` (resize, then a
+  random crop or a random placement on `background`), and with "flip_scale" a horizontal flip
+  half the time; the mask moves with the image, pixel for pixel (nearest-neighbour for the mask).
+  Digits are not mirror-symmetric: their recipes jitter the scale only.
 
 Metrics: `loss`, `pixel_accuracy`, and on validation `mean_iou` (over the classes present in the
 labels or the predictions) and `iou_<class>`, from the pixel confusion matrix summed over the
@@ -26,11 +27,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from evaluation import segmentation as metrics_lib
 from training import summaries
 from training.tasks.base import Task, apply_gradients, regularization_loss
-from evaluation import segmentation as metrics_lib
 
-AUGMENTATIONS = ("none", "flip_scale")
+AUGMENTATIONS = ("none", "scale", "flip_scale")
 PALETTE = np.array(
     [
         [0, 0, 0],
@@ -102,7 +103,8 @@ class Segmentation(Task):
     def _log_priors(self, examples=256):
         """Log class frequencies over the first training masks, the classifier's starting biases
         (absent classes at a frequency of 1e-4)."""
-        split = "train" if "train" in self.source.splits else self.source.splits[0]
+        splits = self.source.splits or ["train"]  # tfds lists none before preparing
+        split = "train" if "train" in splits else splits[0]
         masks = self.inputs(self.source.load(split).take(examples)).map(lambda _, m: m)
         counts = np.zeros(self.num_classes)
         for mask in masks.as_numpy_iterator():
@@ -127,6 +129,7 @@ class Segmentation(Task):
         return self._flip_scale
 
     def _flip_scale(self, image, mask, seed):
+        """The scale jitter, and the flip if the recipe asks for it."""
         height, width, channels = self.image_shape
         u = tf.random.stateless_uniform([4], seed=seed)
         zoom = 1.0 + (2.0 * u[0] - 1.0) * self.scale
@@ -142,7 +145,8 @@ class Segmentation(Task):
         left = tf.cast(u[2] * tf.cast(big_w - w + 1, tf.float32), tf.int32)
         both = tf.image.pad_to_bounding_box(both, top, left, big_h, big_w)
         both = tf.image.stateless_random_crop(both, [height, width, channels + 1], seed=seed + 1)
-        both = tf.cond(u[3] < 0.5, lambda: tf.image.flip_left_right(both), lambda: both)
+        if self.augmentation == "flip_scale":
+            both = tf.cond(u[3] < 0.5, lambda: tf.image.flip_left_right(both), lambda: both)
         image = tf.ensure_shape(both[..., :channels], self.image_shape)
         mask = tf.cast(tf.round(both[..., channels]), tf.int32) + self.background
         return image, tf.ensure_shape(mask, self.image_shape[:2])

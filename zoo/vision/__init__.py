@@ -2,7 +2,9 @@
 
 from zoo.vision import (  # noqa: F401
     cnn,
+    deeplab,
     efficientnet,
+    fcos,
     inception,
     mobilenet,
     resnet,
