@@ -401,3 +401,26 @@ def test_predict_prints_the_boxes_and_draws_them(served, scenes, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert len([line for line in result.stdout.splitlines() if line.startswith("  1. ")]) == 1
+
+
+def test_mirrored_on_two_logical_cpus_matches_one_device(shared_data, tmp_path):
+    """The detection steps under MirroredStrategy (2 replicas: losses summed, every replica's
+    detections gathered for pycocotools) train and score as on one device. On a VGG backbone
+    (no batch normalization, whose batch statistics are per replica); no score threshold, so that
+    an untrained model's detections are scored too."""
+    out = tmp_path / "weights.npz"
+    spec = f"digit_scenes:folder:{shared_data / 'mnist5k'}?count=64&seed=0"
+    overrides = {"backbone": "vgg11", "backbone_overrides": {"width": 4}, "fpn_filters": 8}
+    nms = {"max_detections": 100, "iou_threshold": 0.6, "score_threshold": 0.0}
+    proc = run_module(
+        "tests.training.workers", "mirrored-vs-one", out, shared_data / "mnist5k", tmp_path,
+        MODEL, f"data.dataset={spec}", f"model.overrides={json.dumps(overrides)}",
+        f"task.nms={json.dumps(nms)}", "train.batch_size=8", "train.eval_batch_size=16",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with np.load(out) as saved:
+        one = {k.split("/", 1)[1]: saved[k] for k in saved.files if k.startswith("one_device/")}
+        two = {k.split("/", 1)[1]: saved[k] for k in saved.files if k.startswith("mirrored/")}
+    assert one.keys() == two.keys() and one["metric_map"] > 0
+    for key in one:
+        np.testing.assert_allclose(one[key], two[key], rtol=1e-4, atol=1e-5, err_msg=key)
