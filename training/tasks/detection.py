@@ -17,7 +17,8 @@ A box that gets no location so (narrower than a stride, e.g. a thin "1") takes t
 nearest its centre on the level its size belongs to; that location may lie outside the box, so
 a distance may be negative (the head's distances are linear, not exp). Losses, per replica: the
 focal loss (alpha 0.25, gamma 2) summed over locations and classes, the GIoU loss and the
-centerness cross-entropy over the positives, each divided by the positives' count.
+centerness cross-entropy over the positives, each divided by the count of positives in the
+whole batch, over every replica (as FCOS does across GPUs), so N replicas train as one device.
 
 Task config (the recipe's `task` section):
 - `classes`: class names (default: the data set's `objects` label names); background is none;
@@ -45,6 +46,7 @@ from zoo.vision import fcos
 
 AUGMENTATIONS = ("none", "scale", "flip_scale")
 NMS = {"max_detections": 100, "iou_threshold": 0.6, "score_threshold": 0.05}
+LOSSES = ("class_loss", "box_loss", "centerness_loss")
 
 
 def sigmoid_focal_loss(labels, logits, alpha=0.25, gamma=2.0):
@@ -240,13 +242,12 @@ class Detection(Task):
 
     # -- steps ---------------------------------------------------------------------------------
     def losses(self, model, outputs, boxes, classes):
-        """Per-replica losses, each over the replica's positives: {class, box, centerness}, and
-        the positives' count."""
+        """The replica's loss sums {class, box, centerness} and its positives' count; `_means`
+        divides them by the count over every replica."""
         targets = self.assign(model, boxes, classes)
         yx = tf.constant(fcos.points(self.image_shape, self._levels)[0])
         positive = tf.cast(targets["positive"], tf.float32)
         count = tf.reduce_sum(positive)
-        normalizer = tf.maximum(count, 1.0)
         logits = tf.cast(outputs["classes"], tf.float32)
         truth = tf.one_hot(tf.where(targets["positive"], targets["classes"], -1), self.num_classes)
         focal = sigmoid_focal_loss(truth, logits, self.alpha, self.gamma)
@@ -257,11 +258,22 @@ class Detection(Task):
             labels=centre_truth, logits=tf.cast(outputs["centerness"], tf.float32)
         )
         return {
-            "class_loss": tf.reduce_sum(focal) / normalizer,
-            "box_loss": tf.reduce_sum(box * positive) / normalizer,
-            "centerness_loss": tf.reduce_sum(centre * positive) / normalizer,
+            "class_loss": tf.reduce_sum(focal),
+            "box_loss": tf.reduce_sum(box * positive),
+            "centerness_loss": tf.reduce_sum(centre * positive),
             "positives": count,
         }
+
+    @staticmethod
+    def _means(parts, local):
+        """The losses over the positives of every replica's batch (FCOS normalizes by the
+        positives of the whole batch, across GPUs), and the whole batch's size: on N replicas as
+        on one device."""
+        context = tf.distribute.get_replica_context()
+        positives = context.all_reduce(tf.distribute.ReduceOp.SUM, parts["positives"])
+        batch = context.all_reduce(tf.distribute.ReduceOp.SUM, local)
+        normalizer = tf.maximum(positives, 1.0)
+        return {k: parts[k] / normalizer for k in LOSSES}, batch
 
     def train_step(self, model, optimizers, batch, global_batch_size):
         images, boxes, classes = batch
@@ -269,19 +281,19 @@ class Detection(Task):
         with tf.GradientTape() as tape:
             outputs = model(images, training=True)
             parts = self.losses(model, outputs, boxes, classes)
-            total = parts["class_loss"] + parts["box_loss"] + parts["centerness_loss"]
-            # each replica's mean over its positives, weighted by its share of the global batch
-            loss = total * local / global_batch_size + regularization_loss(model)
+            means, batch = self._means(parts, local)
+            # the replicas' gradients are summed: each holds its share of the batch's mean
+            loss = tf.add_n(list(means.values())) + regularization_loss(model)
         apply_gradients(optimizers["model"], tape, loss, model.trainable_variables)
-        return self._sums(parts, total, local)
+        return self._sums(means, parts["positives"], batch)
 
     def eval_step(self, model, batch):
         images, boxes, classes = batch
         local = tf.cast(tf.shape(images)[0], tf.float32)
         outputs = model(images, training=False)
         parts = self.losses(model, outputs, boxes, classes)
-        total = parts["class_loss"] + parts["box_loss"] + parts["centerness_loss"]
-        sums = self._sums(parts, total, local)
+        means, batch = self._means(parts, local)
+        sums = self._sums(means, parts["positives"], batch)
         found = self.detect(model, outputs)
         sums[EXAMPLES] = {**found, "true_boxes": boxes, "true_classes": classes}
         return sums
@@ -292,9 +304,14 @@ class Detection(Task):
         return per_class_nms(decoded["boxes"], decoded["scores"], **self.nms)
 
     @staticmethod
-    def _sums(parts, total, local):
-        sums = {k: v * local for k, v in parts.items() if k != "positives"}
-        sums.update(loss=total * local, positives=parts["positives"], count=local)
+    def _sums(means, positives, batch):
+        """Sums for the loop, which adds them over replicas and batches and divides by `count`:
+        each replica's share of the batch's means (its loss sums over all the positives) times
+        the batch's size, and its share of the batch's size as its count."""
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        sums = {k: v * batch for k, v in means.items()}
+        sums["loss"] = tf.add_n(list(sums.values()))
+        sums.update(positives=positives, count=batch / replicas)
         return sums
 
     def results(self, totals):
