@@ -41,6 +41,10 @@ train-unet-digit-scenes: venv ; $(TRAIN)
 train-deeplabv3_plus-digit-scenes: venv ; $(TRAIN)
 train-unet-oxford-pet: venv ; $(TRAIN)
 train-deeplabv3_plus-oxford-pet: venv ; $(TRAIN)
+.PHONY: train-cnn-digits0to4 train-cnn-digits5to9 train-cnn-digits5to9-scratch
+train-cnn-digits0to4: venv ; $(TRAIN)
+train-cnn-digits5to9: venv ; $(TRAIN)
+train-cnn-digits5to9-scratch: venv ; $(TRAIN)
 .PHONY: train-fcos-digit-scenes train-fcos-voc
 train-fcos-digit-scenes: venv ; $(TRAIN)
 train-fcos-voc: venv ; $(TRAIN)
@@ -70,6 +74,11 @@ train-vit_tiny16-cifar10: venv ; $(TRAIN)
 
 # ResNet-18 on CIFAR-10
 train-resnet: venv ; $(PY) -m training train resnet18-cifar10 $(ARGS)
+
+# ---- learning with less: search on KerasTuner ----
+.PHONY: search-cnn
+search-cnn: venv
+	$(PY) -m training search cnn --space cnn-lean --trials 20 --algorithm random $(ARGS)
 
 # ---- watching and serving ----
 tensorboard: venv

@@ -23,6 +23,7 @@ TOOLS = {
     "launch": ("training.launch", "train on N local worker processes, or emit a k8s TFJob"),
     "explain": ("training.explain", "heatmap of where a run or export looks in an image"),
     "attack": ("training.attack", "accuracy of a run or export under FGSM/PGD/noise vs eps"),
+    "search": ("training.search", "hyperparameter/architecture search of a recipe on KerasTuner"),
 }
 
 
@@ -33,7 +34,7 @@ def _parser():
     for name, (_, help_) in TOOLS.items():
         commands.add_parser(name, help=help_, add_help=False)
     t = commands.add_parser("train", help="train a recipe")
-    t.add_argument("recipe")
+    t.add_argument("recipe", help="a recipe's name, or a recipe file (e.g. a run's recipe.json)")
     t.add_argument(
         "--set",
         action="append",
@@ -89,10 +90,12 @@ def main(argv=None) -> int:
                 sets.append(f"{key}={json.dumps(value)}")
         resume_dir = None
         if args.resume:
-            resume_dir = loop.find_resumable(args.logdir, args.recipe)
+            saved = recipes.from_file(args.recipe)
+            name = saved["name"] if saved else args.recipe
+            resume_dir = loop.find_resumable(args.logdir, name)
             if resume_dir is None:
                 raise recipes.RecipeError(
-                    f"--resume: no run of {args.recipe!r} with a checkpoint under {args.logdir}/"
+                    f"--resume: no run of {name!r} with a checkpoint under {args.logdir}/"
                 )
             saved = json.loads((resume_dir / "recipe.json").read_text())
             recipe = recipes.resolve(args.recipe, sets, base=saved)

@@ -361,6 +361,77 @@ def _moving_digits_source(spec: str) -> Source:
 
 
 # ---------------------------------------------------------------------------------------------
+# a subset of a labelled source: some classes, a few labelled examples of each
+
+
+def subset(source: Source, classes=None, per_class=0, split="train") -> Source:
+    """`source` restricted to `classes` (label indices, relabelled 0..k-1 in the order given; the
+    class names follow) in every split, and to the first `per_class` examples of each class, in
+    the split's own order, in `split` (the training split: a few labels, the test split whole).
+    The same rule picks the same images in every run (and for every tool that states it)."""
+    if not classes and not per_class:
+        return source
+    names = source.class_names
+    if not names:
+        raise DataError(
+            f"data.classes/data.per_class need a data set with class labels; {source.name!r} "
+            "has no `label` class feature"
+        )
+    kept = list(range(len(names))) if not classes else [int(c) for c in classes]
+    bad = [c for c in kept if not 0 <= c < len(names)]
+    if bad or len(set(kept)) != len(kept):
+        raise DataError(
+            f"data.classes={classes}: expected distinct class indices in 0..{len(names) - 1} "
+            f"({', '.join(names)})"
+        )
+    if int(per_class) < 0:
+        raise DataError(f"data.per_class={per_class}: expected a count >= 0 (0: all)")
+    relabel = np.full(len(names), -1, np.int64)
+    relabel[kept] = np.arange(len(kept))
+    relabel = tf.constant(relabel)
+
+    def new_label(ex):
+        return tf.gather(relabel, tf.cast(ex["label"], tf.int64))
+
+    def only_kept(ds):
+        ds = ds.filter(lambda ex: new_label(ex) >= 0)
+        return ds.map(lambda ex: {**ex, "label": new_label(ex)})
+
+    def first_of_each(ds, n):
+        def count(seen, ex):
+            label = ex["label"]
+            return tf.tensor_scatter_nd_add(seen, [[label]], [1]), (seen[label] < n, ex)
+
+        def kept_example(keep, ex):
+            return keep
+
+        def example(keep, ex):
+            return ex
+
+        ds = ds.scan(tf.zeros([len(kept)], tf.int64), count)
+        return ds.filter(kept_example).map(example)
+
+    def load(part):
+        ds = only_kept(source._load(part))
+        return first_of_each(ds, int(per_class)) if per_class and part == split else ds
+
+    features = tfds.features.FeaturesDict(
+        {
+            **{k: source.features[k] for k in source.features.keys()},
+            "label": tfds.features.ClassLabel(names=[names[c] for c in kept]),
+        }
+    )
+    what = [f"classes {', '.join(names[c] for c in kept)}"] if classes else []
+    what += [f"the first {per_class} of each class in {split}"] if per_class else []
+    return dataclasses.replace(
+        source,
+        name=f"{source.name} ({'; '.join(what)})",
+        features=features,
+        _load=load,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # pipelines
 
 

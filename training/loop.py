@@ -34,7 +34,7 @@ from tensorboard.plugins.hparams import api as hp
 
 import console
 import zoo
-from training import data, distribute, extensions, optimizers, tooling
+from training import data, distribute, extensions, optimizers, tooling, transfer
 from training.tasks import get_task
 from training.tasks.base import EXAMPLES
 
@@ -94,7 +94,7 @@ class _Run:
     task: object
     model: keras.Model
     opts: dict
-    loop: "_Loop"
+    loop: "_Loop | None"
     train_ds: tf.data.Dataset
     val_ds: tf.data.Dataset
     steps_per_epoch: int
@@ -105,9 +105,12 @@ class _Run:
     writers: "_Writers"
     progress: "_Progress"
     extensions: list  # training/extensions/ that the recipe enables
+    frozen: list  # layers that train.freeze holds still for the first freeze_steps (0: always)
+    freeze_steps: int
     sample: tuple  # a fixed batch of validation examples for pictures
     say: object
     step: int = 0
+    frozen_now: bool | None = None  # whether `frozen` is frozen in the compiled steps of `loop`
     metrics: dict = dataclasses.field(default_factory=dict)
     started: float = dataclasses.field(default_factory=time.time)
 
@@ -134,7 +137,9 @@ def _setup(recipe, logdir, resume_dir, verbose) -> _Run:
     spec = zoo.get_spec(recipe["model"]["name"])
     task_class = get_task(recipe["task"]["name"])
     zoo.check_signatures(task_class.export_kind(), recipe["export"]["saved_model"]["signatures"])
-    task = task_class(recipe["task"], data.open_source(dcfg["dataset"], dcfg.get("fallback")))
+    source = data.open_source(dcfg["dataset"], dcfg.get("fallback"))
+    source = data.subset(source, dcfg["classes"], dcfg["per_class"], dcfg["train_split"])
+    task = task_class(recipe["task"], source)
     train_ds = data.prepared(task.source, dcfg["train_split"], task.inputs, dcfg["cache"])
     val_ds = data.prepared(task.source, dcfg["validation_split"], task.inputs, dcfg["cache"])
     n_train = data.count(train_ds)
@@ -147,21 +152,37 @@ def _setup(recipe, logdir, resume_dir, verbose) -> _Run:
         total_steps = min(total_steps, int(cfg["max_steps"]))
 
     added = extensions.active(recipe, total_steps)  # their settings are checked here
+    freeze_steps = 0
+    if cfg["freeze"] and int(cfg["freeze_epochs"]) > 0:
+        freeze_steps = min(int(cfg["freeze_epochs"]) * steps_per_epoch, total_steps)
+    restart = None
+    if 0 < freeze_steps < total_steps:
+        restart = (freeze_steps, float(cfg["unfreeze_lr_scale"]))
 
     keras.mixed_precision.set_dtype_policy(POLICIES[precision])
     keras.utils.set_random_seed(int(cfg["seed"]))
     with strategy.scope():
         overrides = {**task.model_overrides(), **recipe["model"]["overrides"]}
         model = zoo.build(spec.name, tiny=run["tiny"], **overrides)
+        report = None
+        if recipe["model"]["init_from"] and not resume_dir:
+            report = transfer.init_from(
+                model, recipe["model"]["init_from"], recipe["model"]["init_exclude"]
+            )
+            say(report.summary())
+        frozen = transfer.frozen_layers(model, cfg["freeze"], report)
         for extension in added:
             model = extension.wrap(model)
             extension.build(model)
         opts = task.build_optimizers(
             model,
             lambda: optimizers.build(
-                recipe["optimizer"], total_steps, loss_scale=precision == "float16"
+                recipe["optimizer"],
+                total_steps,
+                loss_scale=precision == "float16",
+                restart=restart,
             ),
-        )
+        )  # on every trainable variable: the frozen ones train later
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
         kept = {f"optimizer_{k}": o for k, o in opts.items()}
         kept.update({f"extension_{e.section}": e.checkpoint() for e in added if e.checkpoint()})
@@ -183,6 +204,8 @@ def _setup(recipe, logdir, resume_dir, verbose) -> _Run:
         say(f"resuming {run_dir} from {manager.latest_checkpoint}")
     if chief:
         (run_dir / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+        if report is not None:
+            (run_dir / "init_report.json").write_text(report.to_json())
     writers = _Writers(run_dir, chief)
     if chief and not resume_dir:
         writers.hparams(recipe, f"{recipe['name']}/{run_dir.name}")
@@ -200,7 +223,9 @@ def _setup(recipe, logdir, resume_dir, verbose) -> _Run:
         task=task,
         model=model,
         opts=opts,
-        loop=_Loop(strategy, task, model, opts, batch, run["jit"], added),
+        loop=None,  # built by each epoch for the layers it trains
+        frozen=frozen,
+        freeze_steps=freeze_steps,
         extensions=added,
         train_ds=train_ds,
         val_ds=val_ds,
@@ -232,6 +257,7 @@ def _epoch(run: _Run, stop):
         augment=run.task.augment,
         skip=run.step - epoch_start,
     )
+    _trainable(run)
     log_every, ckpt_every = int(cfg["log_every"]), int(cfg["checkpoint_every"])
     title = f"epoch {epoch + 1}/{cfg['epochs']}"
     run.progress.start(title, run.step - epoch_start, epoch_end - epoch_start)
@@ -302,6 +328,23 @@ def _epoch(run: _Run, stop):
         f"{title}{partial}: {done} steps in {seconds:.1f} s; train {_shown(train_metrics)}"
         f" | validation {_shown(run.metrics)}"
     )
+
+
+def _trainable(run: _Run):
+    """Freeze `run.frozen` while the run is in its frozen phase, unfreeze after it; the compiled
+    steps are (re)built when what trains changes, since they capture the trainable variables."""
+    frozen = bool(run.frozen) and (not run.freeze_steps or run.step < run.freeze_steps)
+    if run.loop is not None and run.frozen_now == frozen:
+        return
+    for layer in run.frozen:
+        layer.trainable = not frozen
+    if run.frozen and run.loop is not None:
+        run.say(f"step {run.step}: {len(run.frozen)} frozen layers now train too")
+    elif frozen:
+        run.say(f"{len(run.frozen)} layers frozen (train.freeze={run.cfg['freeze']})")
+    run.frozen_now = frozen
+    batch, jit = int(run.cfg["batch_size"]), run.recipe["run"]["jit"]
+    run.loop = _Loop(run.strategy, run.task, run.model, run.opts, batch, jit, run.extensions)
 
 
 def _finish(run: _Run) -> RunResult:

@@ -74,11 +74,57 @@ def schedule(config: dict, total_steps: int):
     raise ValueError(f"unknown schedule {name!r} (known: {', '.join(SCHEDULES)})")
 
 
-def build(config: dict, total_steps: int, loss_scale: bool = False) -> keras.optimizers.Optimizer:
+@keras.saving.register_keras_serializable(package="zoo")
+class Restarted(keras.optimizers.schedules.LearningRateSchedule):
+    """Two phases: `first` for steps below `boundary`, then `second` from its own step 0, times
+    `scale` (fine-tuning: the head alone, then everything at a lower rate)."""
+
+    def __init__(self, first, second, boundary, scale):
+        self.first, self.second, self.boundary, self.scale = first, second, boundary, scale
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        after = ops.maximum(step - self.boundary, 0.0)
+        return ops.where(
+            step < self.boundary, _at(self.first, step), self.scale * _at(self.second, after)
+        )
+
+    def get_config(self):
+        return {
+            "first": keras.saving.serialize_keras_object(self.first),
+            "second": keras.saving.serialize_keras_object(self.second),
+            "boundary": self.boundary,
+            "scale": self.scale,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("first", "second"):
+            if isinstance(config[key], dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+def _at(rate, step):
+    return rate(step) if callable(rate) else ops.convert_to_tensor(rate, "float32")
+
+
+def build(
+    config: dict, total_steps: int, loss_scale: bool = False, restart: tuple | None = None
+) -> keras.optimizers.Optimizer:
+    """`restart=(step, scale)`: the schedule runs to `step`, then again over the steps left,
+    scaled (training/transfer.py's unfreezing)."""
     name = config["name"]
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)})")
-    kwargs = {"learning_rate": schedule(config, total_steps)}
+    rate = schedule(config, total_steps)
+    if restart:
+        boundary, scale = restart
+        rate = Restarted(
+            schedule(config, boundary), schedule(config, total_steps - boundary), boundary, scale
+        )
+    kwargs = {"learning_rate": rate}
     if config.get("weight_decay"):
         kwargs["weight_decay"] = float(config["weight_decay"])
     if config.get("clipnorm"):

@@ -17,7 +17,9 @@ from training import extensions, recipe_book
 
 DEFAULTS = {
     "description": "",
-    "model": {"name": None, "overrides": {}},
+    # init_from: a run, runs/<recipe>, a .keras or .h5 file to start from (training/transfer.py);
+    # init_exclude: layer names or prefixes left new (e.g. ["predictions"]: a head for new classes)
+    "model": {"name": None, "overrides": {}, "init_from": None, "init_exclude": []},
     "data": {
         "dataset": None,
         "fallback": None,  # opened instead when the tfds data set cannot be prepared offline
@@ -25,6 +27,8 @@ DEFAULTS = {
         "validation_split": "test",
         "shuffle_buffer": 10000,
         "cache": True,
+        "classes": None,  # class indices to keep, relabelled 0..k-1 (None: all)
+        "per_class": 0,  # the first N examples of each class of the training split (0: all)
     },
     "task": {"name": "classification"},
     "optimizer": {
@@ -45,6 +49,11 @@ DEFAULTS = {
         "log_every": 20,
         "checkpoint_every": 500,
         "keep_checkpoints": 3,
+        # transfer learning: "backbone" (what init_from loaded) or layer names, frozen for
+        # freeze_epochs (0: all), then trained at the learning rate times unfreeze_lr_scale
+        "freeze": None,
+        "freeze_epochs": 0,
+        "unfreeze_lr_scale": 1.0,
     },
     # exports/<name>/ (default: the recipe's name); each format's section holds its options
     "export": {
@@ -94,8 +103,28 @@ def list_recipes() -> list[str]:
     return sorted(RECIPES)
 
 
+def from_file(arg: str) -> dict | None:
+    """A recipe given as a .json file (a run's recipe.json, a search's best_recipe.json): its
+    contents; None for a recipe name."""
+    if not arg.endswith(".json"):
+        return None
+    try:
+        with open(arg) as f:
+            recipe = json.load(f)
+    except FileNotFoundError:
+        raise RecipeError(f"recipe file {arg} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise RecipeError(f"recipe file {arg} is not JSON: {e}") from None
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("name"), str):
+        raise RecipeError(f'recipe file {arg} is not a recipe (no "name")')
+    return recipe
+
+
 def resolve(name: str, sets=(), base: dict | None = None) -> dict:
-    """The recipe `name` (or `base`, e.g. a saved recipe.json) with `--set` overrides applied."""
+    """The recipe `name` (or the recipe file `name`, or `base`, e.g. a saved recipe.json) with
+    `--set` overrides applied."""
+    if base is None:
+        base = from_file(name)
     if base is None:
         if name not in RECIPES:
             close = difflib.get_close_matches(name, RECIPES, n=3)

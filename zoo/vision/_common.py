@@ -10,6 +10,7 @@ from keras import layers
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # keras.applications' "caffe" preprocessing, 0..255
 
 
 def channel_axis():
@@ -24,9 +25,38 @@ def check_pooling(pooling, allowed=(None, "avg", "max")):
         raise ValueError(f"pooling must be {names}, got {pooling!r}")
 
 
-def imagenet_normalize(inputs):
-    """Raw pixels (0..255) -> 0..1 (`rescale`) -> ImageNet mean/std (`normalize`); a one-channel
-    (grey) input is normalized by the mean of the three means and of the three deviations."""
+PREPROCESSING = ("torch", "caffe", "tf")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class ReverseChannels(layers.Layer):
+    """RGB -> BGR (the channel order of caffe-style weights)."""
+
+    def call(self, x):
+        return keras.ops.flip(x, axis=channel_axis())
+
+
+def imagenet_normalize(inputs, mode="torch"):
+    """Raw pixels (0..255) in; the input scaling the weights were trained with:
+
+    - "torch" (the zoo's): 0..1 (`rescale`), then ImageNet mean/std (`normalize`); a one-channel
+      (grey) input is normalized by the mean of the three means and of the three deviations;
+    - "caffe" (keras.applications' ResNet50 and VGG): BGR (`to_bgr`), minus the ImageNet mean
+      in 0..255 (`normalize`);
+    - "tf" (keras.applications' MobileNet, Inception): -1..1 (`rescale`).
+    """
+    if mode not in PREPROCESSING:
+        raise ValueError(f"preprocessing must be one of {', '.join(PREPROCESSING)}, got {mode!r}")
+    if mode == "tf":
+        return layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
+    if mode == "caffe":
+        x = inputs if inputs.shape[channel_axis()] == 1 else ReverseChannels(name="to_bgr")(inputs)
+        mean = list(CAFFE_MEAN_BGR)
+        if inputs.shape[channel_axis()] == 1:
+            mean = [sum(mean) / 3]
+        return layers.Normalization(
+            axis=channel_axis(), mean=mean, variance=[1.0] * len(mean), name="normalize"
+        )(x)
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     if inputs.shape[channel_axis()] == 1:

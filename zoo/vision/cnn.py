@@ -11,6 +11,31 @@ from keras import layers
 
 from zoo.registry import register
 
+# Search spaces for `python -m training search --space NAME` (training/search.py): recipe paths
+# mapped to {"choice": [...]}, {"int": [lo, hi(, step)]}, {"float": [lo, hi(, step)]} (either with
+# "log": True) or {"tuple": [one of those per item]}. Depth is convs per stage, not more stages:
+# at 28x28 with valid padding a third stage of two convs has nothing left (28-24-12-8-4-0).
+SEARCH_SPACES = {
+    "cnn": {  # the cnn recipe's two stages: width of each, depth, dropout
+        "model.overrides.filters": {
+            "tuple": [{"choice": [8, 12, 16, 24, 32]}, {"choice": [16, 24, 32, 48, 64]}]
+        },
+        "model.overrides.convs_per_stage": {"int": [1, 3]},
+        "model.overrides.dropout": {"float": [0.0, 0.5, 0.1]},
+    },
+    "cnn-lean": {  # every model smaller than the cnn recipe's 75,818 parameters
+        "model.overrides.filters": {
+            "tuple": [{"choice": [8, 12, 16, 24]}, {"choice": [16, 24, 32, 48]}]
+        },
+        "model.overrides.convs_per_stage": {"int": [1, 2]},
+        "model.overrides.dropout": {"float": [0.0, 0.5, 0.1]},
+    },
+    "cnn-small": {  # a few thousand parameters: quick trials
+        "model.overrides.filters": {"choice": [[4, 8], [8, 8], [8, 16]]},
+        "model.overrides.dropout": {"choice": [0.0, 0.25]},
+    },
+}
+
 
 @register(
     "cnn",

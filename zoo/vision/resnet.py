@@ -11,6 +11,8 @@ bias (the original ResNet has none either). So keras.applications.ResNet50, whos
 bias, has exactly the conv biases more parameters: 25,636,712 against 25,557,032 here.
 """
 
+import functools
+
 import keras
 from keras import layers
 
@@ -19,6 +21,13 @@ from zoo.vision._common import channel_axis, check_pooling, head, imagenet_norma
 
 BN = {"momentum": 0.9, "epsilon": 1e-5}
 CITATION = "He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016"
+
+
+# Search spaces for `python -m training search --space NAME` (format: zoo/vision/cnn.py): the
+# stage widths are `width` * (1, 2, 4, 8), so the first stage's width sets them all.
+SEARCH_SPACES = {
+    "resnet-widths": {"model.overrides.width": {"choice": [16, 24, 32, 48, 64]}},
+}
 
 
 def shortcut(x, filters, stride, name):
@@ -45,15 +54,17 @@ def basic_block(x, filters, stride=1, name=None):
     return layers.Activation("relu", name=f"{name}_out")(x)
 
 
-def bottleneck_block(x, filters, stride=1, name=None):
-    """1x1 reduce, 3x3 (carrying the stride: v1.5), 1x1 expand to 4 * filters."""
+def bottleneck_block(x, filters, stride=1, name=None, version="1.5"):
+    """1x1 reduce, 3x3, 1x1 expand to 4 * filters; the 3x3 carries the stride (v1.5), or the
+    first 1x1 does (v1)."""
     axis = channel_axis()
     residual = shortcut(x, 4 * filters, stride, name)
-    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_1_conv")(x)
+    first, second = (1, stride) if version == "1.5" else (stride, 1)
+    x = layers.Conv2D(filters, 1, strides=first, use_bias=False, name=f"{name}_1_conv")(x)
     x = layers.BatchNormalization(axis=axis, **BN, name=f"{name}_1_bn")(x)
     x = layers.Activation("relu", name=f"{name}_1_relu")(x)
     x = layers.Conv2D(
-        filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_2_conv"
+        filters, 3, strides=second, padding="same", use_bias=False, name=f"{name}_2_conv"
     )(x)
     x = layers.BatchNormalization(axis=axis, **BN, name=f"{name}_2_bn")(x)
     x = layers.Activation("relu", name=f"{name}_2_relu")(x)
@@ -74,12 +85,19 @@ def _resnet(
     pooling,
     classifier_activation,
     name,
+    preprocessing="torch",
+    version=None,
 ):
     """Stem, four stages (conv2..conv5, `width` * 1, 2, 4, 8 filters), global pool, classifier."""
     check_pooling(pooling)
     axis = channel_axis()
     inputs = keras.Input(shape=input_shape, name="images")
-    x = imagenet_normalize(inputs)
+    x = imagenet_normalize(inputs, preprocessing)
+    if version is not None:
+        version = str(version)  # `--set model.overrides.version=1` gives a number
+        if version not in ("1", "1.5"):
+            raise ValueError(f"version must be '1' or '1.5', got {version!r}")
+        block = functools.partial(block, version=version)
 
     if cifar_stem:  # 32x32 inputs: one 3x3 stride-1 conv, no max-pool (He et al. 2016, sec. 4.2)
         x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="conv1_conv")(x)
@@ -120,16 +138,18 @@ def resnet18(
     width=64,
     blocks=(2, 2, 2, 2),
     name="resnet18",
+    preprocessing="torch",
 ):
     """ResNet-18: basic blocks (2, 2, 2, 2), 11.7M parameters at 224x224 / 1000 classes.
 
     `cifar_stem=True` replaces the 7x7/2 conv and the max-pool by one 3x3 stride-1 conv, so a
     32x32 image reaches the last stage at 4x4 instead of 1x1. `width` is the first stage's filter
-    count (64); `blocks` the number of blocks per stage.
+    count (64); `blocks` the number of blocks per stage. `preprocessing`: the input scaling
+    (zoo/vision/_common.py): "torch" (the zoo's), or "caffe" for keras.applications' weights.
     """
     return _resnet(
         basic_block, blocks, width, cifar_stem, input_shape, num_classes, include_top, pooling,
-        classifier_activation, name,
+        classifier_activation, name, preprocessing,
     )  # fmt: skip
 
 
@@ -156,11 +176,12 @@ def resnet34(
     width=64,
     blocks=(3, 4, 6, 3),
     name="resnet34",
+    preprocessing="torch",
 ):
     """ResNet-34: basic blocks (3, 4, 6, 3), 21.8M parameters. Arguments as for resnet18."""
     return _resnet(
         basic_block, blocks, width, cifar_stem, input_shape, num_classes, include_top, pooling,
-        classifier_activation, name,
+        classifier_activation, name, preprocessing,
     )  # fmt: skip
 
 
@@ -187,12 +208,17 @@ def resnet50(
     width=64,
     blocks=(3, 4, 6, 3),
     name="resnet50",
+    preprocessing="torch",
+    version="1.5",
 ):
     """ResNet-50 v1.5: bottleneck blocks (3, 4, 6, 3), 25.6M parameters, 2048 features.
 
-    Arguments as for resnet18; a stage's output has 4 * its `width` filters.
+    Arguments as for resnet18; a stage's output has 4 * its `width` filters. keras.applications'
+    ResNet50 is `version="1"`, `preprocessing="caffe"`: its weights files load into that by layer
+    name (`--set model.init_from=...h5`), with the same outputs (training/transfer.py folds its
+    conv biases into the BatchNormalizations).
     """
     return _resnet(
         bottleneck_block, blocks, width, cifar_stem, input_shape, num_classes, include_top,
-        pooling, classifier_activation, name,
+        pooling, classifier_activation, name, preprocessing, version,
     )  # fmt: skip

@@ -39,12 +39,13 @@ def _vgg(
     pooling,
     classifier_activation,
     name,
+    preprocessing="torch",
 ):
     """Five blocks of `convs_per_block[i]` 3x3 convs (width * 1, 2, 4, 8, 8 filters) + max-pool."""
     check_pooling(pooling)
     axis = channel_axis()
     inputs = keras.Input(shape=input_shape, name="images")
-    x = imagenet_normalize(inputs)
+    x = imagenet_normalize(inputs, preprocessing)
 
     for b, num_convs in enumerate(convs_per_block, start=1):
         filters = width * min(2 ** (b - 1), 8)
@@ -81,15 +82,17 @@ def vgg11(
     dropout=0.5,
     batch_norm=False,
     name="vgg11",
+    preprocessing="torch",
 ):
     """VGG-11 (configuration A): 1, 1, 2, 2, 2 convs per block, 132.9M parameters.
 
     `width` is the first block's filter count (64), `fc_units` the width of fc1 and fc2 (4096),
-    `batch_norm=True` the `_bn` variant.
+    `batch_norm=True` the `_bn` variant. `preprocessing="caffe"` takes keras.applications'
+    weights (the same layer names: `--set model.init_from=vgg16_weights_..._notop.h5`).
     """
     return _vgg(
         (1, 1, 2, 2, 2), width, fc_units, dropout, batch_norm, input_shape, num_classes,
-        include_top, pooling, classifier_activation, name,
+        include_top, pooling, classifier_activation, name, preprocessing,
     )  # fmt: skip
 
 
@@ -105,6 +108,7 @@ def vgg16(
     dropout=0.5,
     batch_norm=False,
     name="vgg16",
+    preprocessing="torch",
 ):
     """VGG-16 (configuration D): 2, 2, 3, 3, 3 convs per block, 138.4M parameters.
 
@@ -112,5 +116,5 @@ def vgg16(
     """
     return _vgg(
         (2, 2, 3, 3, 3), width, fc_units, dropout, batch_norm, input_shape, num_classes,
-        include_top, pooling, classifier_activation, name,
+        include_top, pooling, classifier_activation, name, preprocessing,
     )  # fmt: skip
