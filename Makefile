@@ -45,6 +45,9 @@ train-deeplabv3_plus-oxford-pet: venv ; $(TRAIN)
 train-cnn-digits0to4: venv ; $(TRAIN)
 train-cnn-digits5to9: venv ; $(TRAIN)
 train-cnn-digits5to9-scratch: venv ; $(TRAIN)
+.PHONY: train-simclr-digits train-simsiam-digits
+train-simclr-digits: venv ; $(TRAIN)
+train-simsiam-digits: venv ; $(TRAIN)
 .PHONY: train-fcos-digit-scenes train-fcos-voc
 train-fcos-digit-scenes: venv ; $(TRAIN)
 train-fcos-voc: venv ; $(TRAIN)

@@ -5,7 +5,10 @@ SavedModel's and each variant's outputs on the export's test sample against its 
 - classification, and any kind without an entry: `accuracy` of the argmax of the compared output
   (the one first by name, `probabilities` for a classifier) where the truth is a label per row;
 - segmentation: pixel `accuracy` and `mean_iou` (evaluation/segmentation.py);
-- detection: COCO `map`, `map_50` and `recall` by pycocotools (evaluation/detection.py).
+- detection: COCO `map`, `map_50` and `recall` by pycocotools (evaluation/detection.py);
+- embedding: `knn_accuracy` of the embeddings among themselves, each test example classified by
+  its 20 nearest others (evaluation/embedding.py), and `min_cosine`, the least cosine similarity
+  of a variant's embedding with the SavedModel's, where the argmax means nothing.
 
 Each variant is also compared with the SavedModel on one output (`max_abs_diff`, and
 `agreement` of the argmax where that output holds class scores): the first by name, or the
@@ -14,7 +17,7 @@ kind's own (a detector's `detection_scores`, best first).
 
 import numpy as np
 
-from evaluation import detection, segmentation
+from evaluation import detection, embedding, segmentation
 
 
 def _accuracy(outputs, truth, info):
@@ -43,10 +46,17 @@ def _detection(outputs, truth, info):
     return detection.report_scores(outputs, truth, size)
 
 
+def _embedding(outputs, truth, info):
+    if not isinstance(truth, np.ndarray) or truth.ndim != 1:
+        return {"knn_accuracy": None}
+    return {"knn_accuracy": embedding.knn_leave_one_out(outputs["embedding"], truth)}
+
+
 # kind -> (score names, scorer(outputs, truth, info) -> {name: value or None}, compared output)
 KINDS = {
     "segmentation": (("accuracy", "mean_iou"), _segmentation, None),
     "detection": (detection.SCORES, _detection, "detection_scores"),
+    "embedding": (("knn_accuracy",), _embedding, "embedding"),
 }
 DEFAULT = (("accuracy",), _accuracy, None)
 
@@ -78,4 +88,7 @@ def comparison(kind, outputs: dict, reference: dict) -> dict:
     row = {"max_abs_diff": float(np.max(np.abs(mine - theirs)))}
     if mine.ndim >= 2 and KINDS.get(kind, DEFAULT)[2] is None:
         row["agreement"] = float(np.mean(mine.argmax(-1) == theirs.argmax(-1)))
+    if kind == "embedding":
+        cosine = np.sum(embedding.normalize(mine) * embedding.normalize(theirs), axis=-1)
+        row["min_cosine"] = float(np.min(cosine))
     return row

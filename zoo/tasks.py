@@ -126,3 +126,10 @@ _kind(
     serving_default="images float32 [N,H,W,C] -> reconstruction float32 0..255",
     reconstruct="images float32 [N,H,W,C] -> reconstruction float32 0..255",
 )
+_kind(
+    "embedding",
+    "images -> a representation vector (a self-supervised encoder)",
+    serving_default="images float32 [N,H,W,C] (0..255) -> embedding float32 [N,D] (the encoder's "
+    "output, before the projection head)",
+    embed_image_bytes="image_bytes string [N] (PNG/JPEG) -> embedding float32 [N,D]",
+)

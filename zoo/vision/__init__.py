@@ -8,6 +8,7 @@ from zoo.vision import (  # noqa: F401
     inception,
     mobilenet,
     resnet,
+    ssl,
     unet,
     vgg,
     vit,
