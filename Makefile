@@ -45,9 +45,10 @@ train-deeplabv3_plus-oxford-pet: venv ; $(TRAIN)
 train-cnn-digits0to4: venv ; $(TRAIN)
 train-cnn-digits5to9: venv ; $(TRAIN)
 train-cnn-digits5to9-scratch: venv ; $(TRAIN)
-.PHONY: train-simclr-digits train-simsiam-digits
+.PHONY: train-simclr-digits train-simsiam-digits train-cnn-federated
 train-simclr-digits: venv ; $(TRAIN)
 train-simsiam-digits: venv ; $(TRAIN)
+train-cnn-federated: venv ; $(TRAIN)
 .PHONY: train-fcos-digit-scenes train-fcos-voc
 train-fcos-digit-scenes: venv ; $(TRAIN)
 train-fcos-voc: venv ; $(TRAIN)
@@ -78,8 +79,11 @@ train-vit_tiny16-cifar10: venv ; $(TRAIN)
 # ResNet-18 on CIFAR-10
 train-resnet: venv ; $(PY) -m training train resnet18-cifar10 $(ARGS)
 
-# ---- learning with less: search on KerasTuner ----
-.PHONY: search-cnn
+# ---- learning with less: federated learning on Flower, search on KerasTuner ----
+.PHONY: federate-cnn search-cnn
+federate-cnn: venv
+	$(PY) -m training federate cnn-federated --clients 100 --fraction 0.1 --rounds 50 $(ARGS)
+
 search-cnn: venv
 	$(PY) -m training search cnn --space cnn-lean --trials 20 --algorithm random $(ARGS)
 

@@ -23,6 +23,7 @@ TOOLS = {
     "launch": ("training.launch", "train on N local worker processes, or emit a k8s TFJob"),
     "explain": ("training.explain", "heatmap of where a run or export looks in an image"),
     "attack": ("training.attack", "accuracy of a run or export under FGSM/PGD/noise vs eps"),
+    "federate": ("training.federated", "federated learning of a recipe on Flower (FedAvg/FedProx)"),
     "search": ("training.search", "hyperparameter/architecture search of a recipe on KerasTuner"),
 }
 
