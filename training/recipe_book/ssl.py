@@ -5,6 +5,14 @@ and by k-NN on all the training labels, on the held-out digits. The baseline a p
 `python -m training train cnn --set data.per_class=4 ...`, the cnn trained from scratch on the same
 40 images. The encoder is exported (task kind `embedding`); a classifier can start from it by
 layer name (`--set model.init_from=runs/simclr-digits`).
+
+Measured (CPU, 2 cores): simclr-digits, 10 epochs (310 steps, 190 s): probe 0.885 on the 1,000
+test digits, k-NN 0.981; the probe levels off there (0.87 after 12 epochs at temperature 0.2,
+which gave 0.862 after 8; 0.1 did worse). From scratch on the same 40 digits (batches of 40, 500
+steps): the cnn recipe 0.733 (its batch normalization's moving statistics lag), the cnn without
+batch normalization (cnn-federated) 0.876. So the probe beats the best scratch cnn by a point,
+not the ten the issue asks for: the encoder's neighbourhoods are right (k-NN) but 4 labels a
+class do not place a linear boundary as well.
 """
 
 from training.recipes import add
@@ -27,9 +35,9 @@ add(
     "digits without labels; linear probe on 40 labels and k-NN each epoch.",
     model={"name": "simclr", "overrides": ENCODER},
     data=DIGITS,
-    task={"name": "simclr", "temperature": 0.2, **VIEWS},
+    task={"name": "simclr", "temperature": 0.5, **VIEWS},
     optimizer={"name": "adam", "lr": 2e-3, "schedule": "cosine", "warmup_steps": 30},
-    train={"epochs": 8, "batch_size": 128},
+    train={"epochs": 10, "batch_size": 128},
 )
 add(
     "simsiam-digits",
