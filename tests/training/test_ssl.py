@@ -161,6 +161,25 @@ def test_views_are_deterministic_augmentations(shared_data):
     assert a1.shape == image.shape and 0 <= a1.numpy().min() and a1.numpy().max() <= 255
 
 
+def test_embed_depth_serves_a_hidden_layer_of_the_projection_head():
+    import keras
+    import pytest
+
+    import zoo
+
+    model = zoo.build(
+        "simclr", backbone_overrides={"filters": [4, 8]}, projection_dims=[16, 12, 8],
+        batch_norm=False, embed_depth=2,
+    )  # fmt: skip
+    x = np.random.default_rng(0).uniform(0, 255, (3, 28, 28, 1)).astype(np.float32)
+    hidden = keras.Model(model.inputs, model.get_layer("projection_relu2").output)
+    np.testing.assert_allclose(model(x)["embedding"], hidden(x), rtol=1e-6)
+    assert model.output["embedding"].shape[-1] == 12 and model.output["projection"].shape[-1] == 8
+    with pytest.raises(ValueError, match="embed_depth=3"):
+        zoo.build("simclr", backbone_overrides={"filters": [4, 8]}, projection_dims=[16, 12, 8],
+                  embed_depth=3)  # fmt: skip
+
+
 def test_simclr_mirrored_on_two_cpus_uses_both_replicas_negatives():
     done = run_module("tests.training.test_ssl", "mirrored", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

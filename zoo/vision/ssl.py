@@ -8,8 +8,10 @@ flat functional graph rather than a nested model, so that a classifier trained l
 from the pretrained encoder by layer name (`--set model.init_from=runs/simclr-digits`), and the
 exported encoder is just the `embedding` output.
 
-Outputs, a dict: `embedding` (the encoder's, float32: what the exports serve and what the linear
-probe and k-NN read), `projection` (the MLP the contrastive loss sees; SimCLR's Chen et al. 2020
+Outputs, a dict: `embedding` (float32: what the exports serve and what the linear probe and k-NN
+read; the encoder's output, or with `embed_depth=d` the output of the projection head's d-th hidden
+layer, SimCLRv2's choice: Chen et al. 2020b, section 2, keep the head's first layer when labels
+are few), `projection` (the MLP the contrastive loss sees; SimCLR's Chen et al. 2020
 section 4.2: the loss is computed on it, the representation kept is the layer before), and for
 SimSiam `prediction` (the predictor's output). Raw pixels in (0..255), as the backbone takes.
 
@@ -44,10 +46,11 @@ def encoder(backbone, input_shape, backbone_tiny=False, **overrides):
     return classifier.inputs[0], x
 
 
-def mlp(x, dims, batch_norm, prefix, last_batch_norm=False):
+def mlp(x, dims, batch_norm, prefix, last_batch_norm=False, hidden=None):
     """Dense layers `dims` with BatchNormalization and ReLU between them (`<prefix>_dense<i>`,
     `<prefix>_bn<i>`, `<prefix>_relu<i>`); the last one linear, normalized (without a scale or
-    offset) only if `last_batch_norm` (SimSiam's projector)."""
+    offset) only if `last_batch_norm` (SimSiam's projector). `hidden`, a list, receives the
+    output of each hidden layer (after its ReLU)."""
     for i, dim in enumerate(dims, start=1):
         last = i == len(dims)
         norm = batch_norm and (not last or last_batch_norm)
@@ -59,18 +62,26 @@ def mlp(x, dims, batch_norm, prefix, last_batch_norm=False):
             )(x)  # fmt: skip
         if not last:
             x = layers.Activation("relu", name=f"{prefix}_relu{i}")(x)
+            if hidden is not None:
+                hidden.append(x)
     return x
 
 
 def _ssl(
     backbone, backbone_overrides, backbone_tiny, input_shape, projection_dims, predictor_dims,
-    batch_norm, batch_norm_momentum, name,
+    batch_norm, batch_norm_momentum, embed_depth, name,
 ):  # fmt: skip
     inputs, features = encoder(backbone, input_shape, backbone_tiny, **dict(backbone_overrides))
-    embedding = layers.Activation("linear", dtype="float32", name="embedding")(features)
-    outputs = {"embedding": embedding}
+    if not 0 <= embed_depth < len(projection_dims):
+        raise ValueError(
+            f"embed_depth={embed_depth}: the projection head has {len(projection_dims) - 1} "
+            "hidden layers"
+        )
+    hidden = [features]
     last_bn = bool(predictor_dims)
-    z = mlp(features, projection_dims, batch_norm, "projection", last_batch_norm=last_bn)
+    z = mlp(features, projection_dims, batch_norm, "projection", last_bn, hidden)
+    embedding = layers.Activation("linear", dtype="float32", name="embedding")(hidden[embed_depth])
+    outputs = {"embedding": embedding}
     outputs["projection"] = layers.Activation("linear", dtype="float32", name="projection_out")(z)
     if predictor_dims:
         p = mlp(z, predictor_dims, batch_norm, "predictor")
@@ -98,12 +109,13 @@ def simclr(
     projection_dims=(256, 128),
     batch_norm=True,
     batch_norm_momentum=0.9,
+    embed_depth=0,
     name="simclr",
 ):
     """A zoo backbone without its head and a projection MLP, for the NT-Xent loss."""
     return _ssl(
         backbone, backbone_overrides or {}, backbone_tiny, input_shape, projection_dims, (),
-        batch_norm, batch_norm_momentum, name,
+        batch_norm, batch_norm_momentum, embed_depth, name,
     )  # fmt: skip
 
 
@@ -123,11 +135,12 @@ def simsiam(
     predictor_dims=(64, 256),
     batch_norm=True,
     batch_norm_momentum=0.9,
+    embed_depth=0,
     name="simsiam",
 ):
     """A zoo backbone without its head, a projector (its output batch-normalized) and a
     bottleneck predictor, for the negative-cosine loss with a stop-gradient."""
     return _ssl(
         backbone, backbone_overrides or {}, backbone_tiny, input_shape, projection_dims,
-        predictor_dims, batch_norm, batch_norm_momentum, name,
+        predictor_dims, batch_norm, batch_norm_momentum, embed_depth, name,
     )  # fmt: skip
