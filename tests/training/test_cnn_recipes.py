@@ -25,7 +25,8 @@ def mnist_like_source():
 
 def test_cnn_classic_is_the_keras_io_convnet_with_the_old_recipe():
     recipe = recipes.resolve("cnn-classic")
-    assert recipe["model"] == {"name": "cnn", "overrides": {}}
+    assert (recipe["model"]["name"], recipe["model"]["overrides"]) == ("cnn", {})
+    assert recipe["model"]["init_from"] is None  # from scratch
     assert recipe["optimizer"]["name"] == "adam" and recipe["optimizer"]["lr"] == 1e-3
     assert recipe["optimizer"]["schedule"] == "cosine"
     assert recipe["task"]["augment"] == "crop" and recipe["task"]["label_smoothing"] == 0.0
