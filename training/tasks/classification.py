@@ -15,6 +15,35 @@ from training.tasks.base import Task, apply_gradients, regularization_loss
 AUGMENTATIONS = ("none", "crop", "crop_flip", "affine")
 
 
+def warp(image, size, matrix, tx, ty):
+    """`image` [H,W,C] warped about its centre c in one bilinear pass, filled with zeros: output
+    pixel (x, y) samples the input at M (x - c - t) + c, with M = ((a, b), (c, d)) = `matrix`
+    and t = (tx, ty); `size` is (H, W) (the classification and self-supervised augmentations)."""
+    a, b, c, d = matrix
+    height, width = size
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    transform = tf.stack(
+        [
+            a,
+            b,
+            cx - a * (cx + tx) - b * (cy + ty),
+            c,
+            d,
+            cy - c * (cx + tx) - d * (cy + ty),
+            0.0,
+            0.0,
+        ]
+    )
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None],
+        transforms=transform[None],
+        output_shape=tf.constant([height, width]),
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )[0]
+
+
 class Classification(Task):
     name = "classification"
     image_key, label_key = "image", "label"
@@ -71,29 +100,9 @@ class Classification(Task):
         zoom = 1.0 + u[1] * self.scale
         tx, ty = u[2] * self.shift * width, u[3] * self.shift * height
         cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
-        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-        # output pixel (x, y) samples the input at M (x - c - t) + c, M = R(angle) / zoom
-        transform = tf.stack(
-            [
-                cos,
-                -sin,
-                cx - cos * (cx + tx) + sin * (cy + ty),
-                sin,
-                cos,
-                cy - sin * (cx + tx) - cos * (cy + ty),
-                0.0,
-                0.0,
-            ]
-        )
-        warped = tf.raw_ops.ImageProjectiveTransformV3(
-            images=image[None],
-            transforms=transform[None],
-            output_shape=tf.constant([height, width]),
-            fill_value=0.0,
-            interpolation="BILINEAR",
-            fill_mode="CONSTANT",
-        )
-        return tf.ensure_shape(warped[0], self.image_shape)
+        # M = R(angle) / zoom
+        warped = warp(image, (height, width), (cos, -sin, sin, cos), tx, ty)
+        return tf.ensure_shape(warped, self.image_shape)
 
     def _per_example_loss(self, labels, probs):
         one_hot = tf.one_hot(labels, self.num_classes)

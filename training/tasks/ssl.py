@@ -43,6 +43,7 @@ import tensorflow as tf
 from evaluation import embedding as scores
 from training import data, summaries
 from training.tasks.base import EXAMPLES, Task, apply_gradients, regularization_loss
+from training.tasks.classification import warp
 
 EVAL_SEED = 20_260_101  # the validation views' fixed seed
 
@@ -103,30 +104,9 @@ class _SelfSupervised(Task):
         angle = u[2] * self.rotation * math.pi / 180.0
         tx, ty = u[3] * self.shift * width, u[4] * self.shift * height
         cos, sin = tf.cos(angle), tf.sin(angle)
-        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-        # output pixel (x, y) samples the input at M (x - c - t) + c, M = diag(1/zx, 1/zy) R
-        a, b = cos / zx, -sin / zx
-        c, d = sin / zy, cos / zy
-        transform = tf.stack(
-            [
-                a,
-                b,
-                cx - a * (cx + tx) - b * (cy + ty),
-                c,
-                d,
-                cy - c * (cx + tx) - d * (cy + ty),
-                0.0,
-                0.0,
-            ]
-        )
-        warped = tf.raw_ops.ImageProjectiveTransformV3(
-            images=image[None],
-            transforms=transform[None],
-            output_shape=tf.constant([height, width]),
-            fill_value=0.0,
-            interpolation="BILINEAR",
-            fill_mode="CONSTANT",
-        )[0]
+        # M = diag(1/zx, 1/zy) R(angle)
+        matrix = (cos / zx, -sin / zx, sin / zy, cos / zy)
+        warped = warp(image, (height, width), matrix, tx, ty)
         mean = tf.reduce_mean(warped)
         x = (warped - mean) * (1.0 + u[5] * self.contrast) + mean + u[6] * self.brightness * 255.0
         x += tf.random.stateless_normal(tf.shape(x), seed=seeds[1]) * self.noise * 255.0
