@@ -133,3 +133,33 @@ _kind(
     "output, before the projection head)",
     embed_image_bytes="image_bytes string [N] (PNG/JPEG) -> embedding float32 [N,D]",
 )
+_kind(
+    "video_classification",
+    "clips -> class probabilities",
+    serving_default="videos uint8 [N,T,H,W,C] -> probabilities float32 [N,K], classes int64 [N]",
+    predict_video="videos uint8 [N,T,H,W,C] -> classes, labels (string), probabilities",
+)
+_kind(
+    "captioning",
+    "images -> a sentence about them",
+    serving_default="images float32 [N,H,W,C] (0..255) -> tokens int32 [N,L] (greedy caption ids; "
+    "the decoding loop may stay outside TFLite, see the TFLite report)",
+    caption_image_bytes="image_bytes string [N] (PNG/JPEG), beam_size int32, max_length int32 -> "
+    "caption string [N]",
+)
+_kind(
+    "image_text",
+    "a dual encoder of images and text in one embedding space (CLIP)",
+    serving_default="images float32 [N,H,W,C] (0..255) -> image_embedding float32 [N,D] "
+    "(L2-normalized)",
+    embed_image="image_bytes string [N] (PNG/JPEG) -> embedding float32 [N,D]",
+    embed_text="text string [N] -> embedding float32 [N,D] (the tokenizer is in the graph)",
+)
+_kind(
+    "vqa",
+    "an image and a question about it -> an answer",
+    serving_default="images float32 [N,H,W,C] (0..255), question tokens int32 [N,T] -> "
+    "probabilities float32 [N,A] over the answers",
+    answer="image_bytes string [N] (PNG/JPEG), question string [N] -> answer string [N], "
+    "probabilities",
+)

@@ -1,0 +1,8 @@
+"""Models of images and text together: captioning, dual encoders (CLIP), question answering."""
+
+import importlib
+import pkgutil
+
+# every module of the family registers its models with @register
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
