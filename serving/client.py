@@ -3,8 +3,9 @@ or a detector's boxes.
 
 Talks to any TF Serving (the real one or the embedded server): REST on 8501 by default, gRPC on
 8500 with `--grpc`. It reads the model's metadata first and picks the signature: for image files,
-`predict_image_bytes` (a classifier) or `detect_image_bytes` (a detector) when the model has it
-(the encoded file is sent as is, base64 in JSON), else `serving_default` with the image decoded
+`predict_image_bytes` (a classifier) or `detect_image_bytes` (a detector) when the model has it,
+and for WAV files `classify_audio_bytes` (a keyword spotter) (the encoded file is sent as is,
+base64 in JSON), else `serving_default` with the image decoded
 here (and resized to the signature's input shape where it has one). `.npy` files are sent as
 arrays. Prints the top classes per file, with the model's label for the best one when the
 signature returns `labels`; for a detector (outputs named as the TF Object Detection API names
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-BYTES_SIGNATURES = ("predict_image_bytes", "detect_image_bytes")
+BYTES_SIGNATURES = ("predict_image_bytes", "detect_image_bytes", "classify_audio_bytes")
 DTYPES = {"DT_UINT8": np.uint8, "DT_INT32": np.int32, "DT_INT64": np.int64}
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -51,9 +52,9 @@ def choose_signature(signatures: dict, files, requested=None) -> str:
             known = ", ".join(k for k in sorted(signatures) if not k.startswith("__"))
             raise ClientError(f"the model has no signature {requested!r} (it has: {known})")
         return requested
-    images = all(Path(f).suffix.lower() != ".npy" for f in files)
+    encoded = all(Path(f).suffix.lower() != ".npy" for f in files)
     for name in BYTES_SIGNATURES:
-        if images and name in signatures:
+        if encoded and name in signatures:
             return name
     if DEFAULT_SIGNATURE in signatures:
         return DEFAULT_SIGNATURE
@@ -219,7 +220,9 @@ def main(argv=None) -> int:
         prog="python -m serving predict",
         description="Send files to a running TF Serving (or the embedded one); print top classes.",
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="images (png/jpeg/...) or .npy")
+    parser.add_argument(
+        "files", nargs="+", metavar="FILE", help="images (png/jpeg/...), .wav or .npy"
+    )
     parser.add_argument("--model", required=True)
     parser.add_argument("--grpc", action="store_true", help="use gRPC (default: REST)")
     parser.add_argument("--host", default="127.0.0.1")

@@ -25,6 +25,7 @@ TOOLS = {
     "attack": ("training.attack", "accuracy of a run or export under FGSM/PGD/noise vs eps"),
     "federate": ("training.federated", "federated learning of a recipe on Flower (FedAvg/FedProx)"),
     "search": ("training.search", "hyperparameter/architecture search of a recipe on KerasTuner"),
+    "crossval": ("training.crossval", "leave-one-group-out (leave one speaker out) evaluation"),
 }
 
 

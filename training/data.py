@@ -24,6 +24,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+AUDIO_SUFFIXES = {".wav"}
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -181,49 +182,79 @@ def _offline_message(builder) -> str:
 
 
 def _folder_source(root: pathlib.Path) -> Source:
+    """`root/<split>/<label>/<file>`: images (PNG, JPEG, ...), or WAV audio. Audio comes as tfds'
+    audio data sets give it (spoken_digit, speech_commands): `audio` int64 [samples] (16-bit PCM
+    values, mono), `label`, and `audio/filename` (the file's name, e.g. FSDD's
+    `<digit>_<speaker>_<n>.wav`, which names the speaker)."""
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist")
     splits = sorted(p.name for p in root.iterdir() if p.is_dir())
-    files = {split: _images_by_label(root / split) for split in splits}
+    files = {split: _files_by_label(root / split) for split in splits}
     files = {split: found for split, found in files.items() if found}
     if not files:
-        raise DataError(f"no images in {root}: expected {root}/<split>/<label>/<image>.png")
+        raise DataError(
+            f"no images or audio in {root}: expected {root}/<split>/<label>/<image>.png (or .wav)"
+        )
     class_names = sorted({label for found in files.values() for label in found})
     first = next(iter(next(iter(files.values())).values()))[0]
-    shape = tuple(tf.io.decode_image(tf.io.read_file(str(first)), expand_animations=False).shape)
-    features = tfds.features.FeaturesDict(
-        {
-            "image": tfds.features.Image(shape=shape),
-            "label": tfds.features.ClassLabel(names=class_names),
-        }
-    )
+    audio = first.suffix.lower() in AUDIO_SUFFIXES
+    label_feature = tfds.features.ClassLabel(names=class_names)
+    if audio:
+        rate = int(tf.audio.decode_wav(tf.io.read_file(str(first)))[1])
+        features = tfds.features.FeaturesDict(
+            {
+                "audio": tfds.features.Audio(shape=(None,), dtype=np.int64, sample_rate=rate),
+                "audio/filename": tfds.features.Text(),
+                "label": label_feature,
+            }
+        )
+    else:
+        shape = tuple(
+            tf.io.decode_image(tf.io.read_file(str(first)), expand_animations=False).shape
+        )
+        features = tfds.features.FeaturesDict(
+            {"image": tfds.features.Image(shape=shape), "label": label_feature}
+        )
+
+    def decode_image(path, label):
+        image = tf.io.decode_image(
+            tf.io.read_file(path), channels=shape[-1], expand_animations=False
+        )
+        if image.shape[:2] != shape[:2]:
+            image = tf.cast(tf.round(tf.image.resize(image, shape[:2])), tf.uint8)
+        return {"image": tf.ensure_shape(image, shape), "label": label}
+
+    def decode_audio(path, label):
+        waveform, found_rate = tf.audio.decode_wav(tf.io.read_file(path), desired_channels=1)
+        check = tf.debugging.assert_equal(
+            found_rate, rate, message=f"every recording of {root} must be at {rate} Hz"
+        )
+        with tf.control_dependencies([check]):
+            samples = tf.cast(tf.round(waveform[:, 0] * 32768.0), tf.int64)
+        name = tf.strings.split(path, os.sep)[-1]
+        return {"audio": samples, "audio/filename": name, "label": label}
 
     def load(split):
         paths, labels = [], []
-        for label, images in sorted(files[split].items()):
-            paths += [str(p) for p in images]
-            labels += [class_names.index(label)] * len(images)
+        for label, found in sorted(files[split].items()):
+            paths += [str(p) for p in found]
+            labels += [class_names.index(label)] * len(found)
         ds = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int64)))
-
-        def decode(path, label):
-            image = tf.io.decode_image(
-                tf.io.read_file(path), channels=shape[-1], expand_animations=False
-            )
-            if image.shape[:2] != shape[:2]:
-                image = tf.cast(tf.round(tf.image.resize(image, shape[:2])), tf.uint8)
-            return {"image": tf.ensure_shape(image, shape), "label": label}
-
+        decode = decode_audio if audio else decode_image
         return ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
 
-    return Source(f"folder:{root}", features, list(files), load, f"image folder {root}")
+    kind = "audio" if audio else "image"
+    return Source(f"folder:{root}", features, list(files), load, f"{kind} folder {root}")
 
 
-def _images_by_label(split_dir: pathlib.Path) -> dict[str, list[pathlib.Path]]:
+def _files_by_label(split_dir: pathlib.Path) -> dict[str, list[pathlib.Path]]:
+    """Label -> its files (images or audio, whichever the folder holds), sorted."""
     found = {}
+    suffixes = IMAGE_SUFFIXES | AUDIO_SUFFIXES
     for label_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-        images = sorted(p for p in label_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if images:
-            found[label_dir.name] = images
+        kept = sorted(p for p in label_dir.iterdir() if p.suffix.lower() in suffixes)
+        if kept:
+            found[label_dir.name] = kept
     return found
 
 
@@ -427,6 +458,59 @@ def subset(source: Source, classes=None, per_class=0, split="train") -> Source:
         source,
         name=f"{source.name} ({'; '.join(what)})",
         features=features,
+        _load=load,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# a group held out: every example of one speaker (say) to test on, the others to train on
+
+HELD_OUT, KEPT = "held_out", "kept"
+
+
+def groups_of(source: Source, key: str, pattern: str) -> dict[str, str]:
+    """Each value of the string feature `key` in any split -> its group, `pattern`'s first group
+    (FSDD's speaker: `^[^_]+_([^_]+)_` over `audio/filename`); values it does not match are left
+    out."""
+    import re
+
+    regex = re.compile(pattern)
+    found = {}
+    for split in source.splits:
+        for value in source.load(split).map(lambda ex: ex[key]).as_numpy_iterator():
+            match = regex.search(value.decode())
+            if match:
+                found[value.decode()] = match.group(1)
+    return found
+
+
+def hold_out(source: Source, key: str, pattern: str, group: str) -> Source:
+    """`source` with two splits made from all of its own: `held_out`, the examples whose group
+    (`pattern`'s first group over the string feature `key`) is `group`, and `kept`, the others
+    (examples the pattern does not match are kept). Leave-one-speaker-out evaluation trains on
+    `kept` and tests on `held_out`."""
+    if key not in source.features.keys():
+        raise DataError(f"data.hold_out: {source.name!r} has no feature {key!r}")
+    groups = groups_of(source, key, pattern)
+    if group not in groups.values():
+        raise DataError(
+            f"data.hold_out: no group {group!r} in {source.name!r} by {pattern!r} over {key!r} "
+            f"(groups: {', '.join(sorted(set(groups.values()))) or 'none'})"
+        )
+    held = sorted(value for value, g in groups.items() if g == group)
+
+    def load(split):
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(held, tf.ones([len(held)], tf.int64)), 0
+        )
+        ds = source.load("+".join(source.splits))
+        want = 1 if split == HELD_OUT else 0
+        return ds.filter(lambda ex: tf.equal(table.lookup(ex[key]), want))
+
+    return dataclasses.replace(
+        source,
+        name=f"{source.name} (group {group} held out)",
+        splits=[KEPT, HELD_OUT],
         _load=load,
     )
 

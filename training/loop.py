@@ -138,6 +138,10 @@ def _setup(recipe, logdir, resume_dir, verbose) -> _Run:
     task_class = get_task(recipe["task"]["name"])
     zoo.check_signatures(task_class.export_kind(), recipe["export"]["saved_model"]["signatures"])
     source = data.open_source(dcfg["dataset"], dcfg.get("fallback"))
+    if (dcfg.get("hold_out") or {}).get("group") is not None:
+        held = dcfg["hold_out"]  # train on the other groups, validate on this one
+        source = data.hold_out(source, held["key"], held["pattern"], str(held["group"]))
+        dcfg["train_split"], dcfg["validation_split"] = data.KEPT, data.HELD_OUT
     source = data.subset(source, dcfg["classes"], dcfg["per_class"], dcfg["train_split"])
     task = task_class(recipe["task"], source)
     train_ds = data.prepared(task.source, dcfg["train_split"], task.inputs, dcfg["cache"])

@@ -29,6 +29,10 @@ DEFAULTS = {
         "cache": True,
         "classes": None,  # class indices to keep, relabelled 0..k-1 (None: all)
         "per_class": 0,  # the first N examples of each class of the training split (0: all)
+        # {"key": feature, "pattern": regex, "group": value}: splits `kept` and `held_out` from
+        # all of the data, by the regex's first group over a string feature (data.hold_out);
+        # a group of None: off (leave-one-speaker-out: `python -m training crossval`)
+        "hold_out": None,
     },
     "task": {"name": "classification"},
     "optimizer": {

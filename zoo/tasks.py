@@ -136,14 +136,16 @@ _kind(
 _kind(
     "video_classification",
     "clips -> class probabilities",
-    serving_default="videos uint8 [N,T,H,W,C] -> probabilities float32 [N,K], classes int64 [N]",
-    predict_video="videos uint8 [N,T,H,W,C] -> classes, labels (string), probabilities",
+    serving_default="videos uint8 [N,T,H,W,C] (the model's T,H,W,C) -> probabilities float32 "
+    "[N,K] (the tensors TFLite converts; argmax = class)",
+    predict_video="videos uint8 [N,T,H,W,C] -> classes int64 [N], labels string [N], "
+    "probabilities float32 [N,K]",
 )
 _kind(
     "captioning",
     "images -> a sentence about them",
     serving_default="images float32 [N,H,W,C] (0..255) -> tokens int32 [N,L] (greedy caption ids; "
-    "the decoding loop may stay outside TFLite, see the TFLite report)",
+    "the decoding loop is in the graph and converts to TFLite, see the TFLite report)",
     caption_image_bytes="image_bytes string [N] (PNG/JPEG), beam_size int32, max_length int32 -> "
     "caption string [N]",
 )
@@ -162,4 +164,12 @@ _kind(
     "probabilities float32 [N,A] over the answers",
     answer="image_bytes string [N] (PNG/JPEG), question string [N] -> answer string [N], "
     "probabilities",
+)
+_kind(
+    "audio_classification",
+    "a recording -> class probabilities (keyword spotting, spoken digits)",
+    serving_default="waveform float32 [N,L] (-1..1 at the model's sample rate, L its clip length: "
+    "centre-padded or cropped) -> probabilities float32 [N,K]",
+    classify_audio_bytes="audio_bytes string [N] (16-bit PCM WAV at the model's sample rate, any "
+    "length) -> classes int64 [N], labels string [N], probabilities float32 [N,K]",
 )
