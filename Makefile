@@ -49,6 +49,27 @@ train-cnn-digits5to9-scratch: venv ; $(TRAIN)
 train-simclr-digits: venv ; $(TRAIN)
 train-simsiam-digits: venv ; $(TRAIN)
 train-cnn-federated: venv ; $(TRAIN)
+.PHONY: train-r2plus1d-moving-digits train-frames-moving-digits train-convlstm-moving-digits \
+        train-vivit-moving-digits train-r2plus1d_18-ucf101
+train-r2plus1d-moving-digits: venv ; $(TRAIN)
+train-frames-moving-digits: venv ; $(TRAIN)
+train-convlstm-moving-digits: venv ; $(TRAIN)
+train-vivit-moving-digits: venv ; $(TRAIN)
+train-r2plus1d_18-ucf101: venv ; $(TRAIN)
+.PHONY: train-captioner-digit-scenes train-neuraltalk-digit-scenes train-captioner-coco \
+        train-clip-digit-scenes train-vqa-digit-scenes train-clip-coco
+train-captioner-digit-scenes: venv ; $(TRAIN)
+train-neuraltalk-digit-scenes: venv ; $(TRAIN)
+train-captioner-coco: venv ; $(TRAIN)
+train-clip-digit-scenes: venv ; $(TRAIN)
+train-vqa-digit-scenes: venv ; $(TRAIN)
+train-clip-coco: venv ; $(TRAIN)
+.PHONY: train-ds_cnn-spoken-digits train-ds_cnn-speech-commands crossval-ds_cnn
+train-ds_cnn-spoken-digits: venv ; $(TRAIN)
+train-ds_cnn-speech-commands: venv ; $(TRAIN)
+# leave one speaker out: five runs, each tested on a speaker it never heard
+crossval-ds_cnn: venv
+	$(PY) -m training crossval ds_cnn-spoken-digits $(ARGS)
 .PHONY: train-fcos-digit-scenes train-fcos-voc
 train-fcos-digit-scenes: venv ; $(TRAIN)
 train-fcos-voc: venv ; $(TRAIN)
