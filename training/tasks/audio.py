@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from training import summaries
+from training.tasks.base import Task
 from training.tasks.classification import Classification
 from zoo.audio.frontend import fit_length
 
@@ -28,7 +29,7 @@ class AudioClassification(Classification):
     spectrograms = 16  # test clips drawn each epoch
 
     def __init__(self, config, source):
-        super(Classification, self).__init__(config, source)
+        Task.__init__(self, config, source)  # not an image's settings: a recording's, below
         if "audio" not in source.features.keys():
             raise ValueError(f"{source.name} has no `audio` feature (an audio task needs one)")
         self.class_names = source.class_names

@@ -110,11 +110,15 @@ class Classification(Task):
             one_hot, probs, label_smoothing=self.label_smoothing
         )
 
+    def model_input(self, inputs):
+        """What the model is given of a batch's inputs (a video task samples its frames here)."""
+        return inputs
+
     def train_step(self, model, optimizers, batch, global_batch_size):
         images, labels = batch
         optimizer = optimizers["model"]
         with tf.GradientTape() as tape:
-            probs = tf.cast(model(images, training=True), tf.float32)
+            probs = tf.cast(model(self.model_input(images), training=True), tf.float32)
             per_example = self._per_example_loss(labels, probs)
             loss = tf.reduce_sum(per_example) / global_batch_size + regularization_loss(model)
         apply_gradients(optimizer, tape, loss, model.trainable_variables)
@@ -122,7 +126,7 @@ class Classification(Task):
 
     def eval_step(self, model, batch):
         images, labels = batch
-        probs = tf.cast(model(images, training=False), tf.float32)
+        probs = tf.cast(model(self.model_input(images), training=False), tf.float32)
         sums = self._sums(labels, probs, self._per_example_loss(labels, probs))
         predicted = tf.argmax(probs, axis=-1, output_type=labels.dtype)
         sums["confusion"] = tf.math.confusion_matrix(

@@ -14,18 +14,19 @@ temporal crop), for evaluation the steps take the middle ones. Augmentations (`a
 - "crop_flip" (UCF101): a random temporal crop, a random resized crop of the same box in every
   frame (`crop_scale`: the least fraction of the side kept), resized back, and the flip.
 
-Loss: cross-entropy (with `label_smoothing`); metrics: accuracy, and a confusion matrix picture.
+Loss, metrics and steps are image classification's (cross-entropy with `label_smoothing`,
+accuracy, a confusion matrix picture); the frames are sampled in `model_input`.
 Each epoch TensorBoard gets `clips`: a few validation clips as strips of frames side by side, each
 titled with its predicted and true class (red where they differ).
 """
 
-import keras
 import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
 from training import summaries
-from training.tasks.base import Task, apply_gradients, regularization_loss
+from training.tasks.base import Task
+from training.tasks.classification import Classification
 
 AUGMENTATIONS = ("none", "flip", "crop_flip")
 COMPASS = ("E", "NE", "N", "NW", "W", "SW", "S", "SE")
@@ -41,14 +42,14 @@ def mirrored_labels(class_names) -> list[int]:
     return list(range(len(names)))
 
 
-class VideoClassification(Task):
+class VideoClassification(Classification):
     name = "video_classification"
     video_key, label_key = "video", "label"
     strip_clips = 6  # validation clips drawn as strips each epoch
     strip_frames = 8  # frames of each strip (evenly spaced over the clip)
 
     def __init__(self, config, source):
-        super().__init__(config, source)
+        Task.__init__(self, config, source)  # not an image's settings: a video's, below
         self.class_names = [str(n) for n in source.class_names]
         self.num_classes = len(self.class_names)
         shape = tuple(source.features[self.video_key].shape)  # (T or None, H, W, C)
@@ -147,46 +148,14 @@ class VideoClassification(Task):
         return tf.ensure_shape(video, (self.frames, height, width, self.channels))
 
     # -- steps -------------------------------------------------------------------------------
-    def _model_input(self, videos):
+    def model_input(self, videos):
+        """The frames the model sees, as floats (the cache and the augmentation keep uint8)."""
         return tf.cast(self.sample_frames(videos), tf.float32)
-
-    def _per_example_loss(self, labels, probs):
-        one_hot = tf.one_hot(labels, self.num_classes)
-        return keras.losses.categorical_crossentropy(
-            one_hot, probs, label_smoothing=self.label_smoothing
-        )
-
-    def train_step(self, model, optimizers, batch, global_batch_size):
-        videos, labels = batch
-        with tf.GradientTape() as tape:
-            probs = tf.cast(model(self._model_input(videos), training=True), tf.float32)
-            per_example = self._per_example_loss(labels, probs)
-            loss = tf.reduce_sum(per_example) / global_batch_size + regularization_loss(model)
-        apply_gradients(optimizers["model"], tape, loss, model.trainable_variables)
-        return self._sums(labels, probs, per_example)
-
-    def eval_step(self, model, batch):
-        videos, labels = batch
-        probs = tf.cast(model(self._model_input(videos), training=False), tf.float32)
-        sums = self._sums(labels, probs, self._per_example_loss(labels, probs))
-        predicted = tf.argmax(probs, axis=-1, output_type=labels.dtype)
-        sums["confusion"] = tf.math.confusion_matrix(
-            labels, predicted, num_classes=self.num_classes, dtype=tf.float32
-        )
-        return sums
-
-    def _sums(self, labels, probs, per_example):
-        predicted = tf.argmax(probs, axis=-1, output_type=labels.dtype)
-        return {
-            "loss": tf.reduce_sum(per_example),
-            "accuracy": tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32)),
-            "count": tf.cast(tf.size(labels), tf.float32),
-        }
 
     # -- what the run shows and leaves behind ------------------------------------------------
     def log_epoch(self, model, sample, totals, step):
         videos, labels = sample
-        videos = self._model_input(tf.constant(videos[: self.strip_clips])).numpy()
+        videos = self.model_input(tf.constant(videos[: self.strip_clips])).numpy()
         labels = labels[: self.strip_clips]
         predicted = np.argmax(np.asarray(model(videos, training=False)), axis=-1)
         titles = [
@@ -202,7 +171,7 @@ class VideoClassification(Task):
     def calibration(self, train, test):
         def clips(ds, n):
             pairs = list(ds.take(n).as_numpy_iterator())
-            videos = self._model_input(tf.constant(np.stack([v for v, _ in pairs]))).numpy()
+            videos = self.model_input(tf.constant(np.stack([v for v, _ in pairs]))).numpy()
             return videos.astype(np.uint8), np.array([y for _, y in pairs])
 
         representative, _ = clips(train.shuffle(1024, seed=0), 100)
