@@ -17,7 +17,7 @@ kind's own (a detector's `detection_scores`, best first).
 
 import numpy as np
 
-from evaluation import detection, embedding, segmentation
+from evaluation import captioning, detection, embedding, segmentation
 
 
 def _accuracy(outputs, truth, info):
@@ -57,6 +57,7 @@ KINDS = {
     "segmentation": (("accuracy", "mean_iou"), _segmentation, None),
     "detection": (detection.SCORES, _detection, "detection_scores"),
     "embedding": (("knn_accuracy",), _embedding, "embedding"),
+    "captioning": (captioning.SCORES, captioning.report_scores, "tokens"),
 }
 DEFAULT = (("accuracy",), _accuracy, None)
 

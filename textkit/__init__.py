@@ -5,7 +5,7 @@ the same ops, so a model is served exactly as it was trained. It stands on zoo (
 model variants it decodes through) and TensorFlow, and imports neither training nor serving.
 """
 
-from textkit.decoding import Generator, beam_search, greedy_decode
+from textkit.decoding import Generator, beam_decode, beam_search, greedy_decode
 from textkit.tokenizers import (
     BERT_TOKENS,
     CLS,
@@ -36,6 +36,7 @@ __all__ = [
     "CharTokenizer",
     "Generator",
     "WordpieceTokenizer",
+    "beam_decode",
     "beam_search",
     "char_vocabulary",
     "greedy_decode",

@@ -4,8 +4,15 @@
 - `greedy_decode`: an encoder-decoder's translation, one token per step inside a tf.while_loop
   (what the `translate` signature runs);
 - `beam_search`: the same with a beam, eagerly, for evaluation;
+- `beam_decode`: the same beam search as graph ops (tf.while_loop; the beam size and the length
+  may be tensors), what a captioning export's `caption_image_bytes` runs;
 - `Generator`: text from a character language model (char-rnn through its step twin, a
   Transformer through a sliding window), sampled at a temperature or greedy.
+
+The source of the encoder-decoder decoders is the model's first input: token ids for a
+translation model, images for a captioner. With `encoder` (a model of the source alone), the
+source is encoded once and `model` is the decoder taking [encoded, decoder_tokens] (a captioner's
+`image_encoder` and `caption_decoder`: the image is not re-read at every step).
 """
 
 import numpy as np
@@ -15,13 +22,17 @@ from textkit.tokenizers import CharTokenizer
 from zoo.sequence import step_model, transfer_weights
 
 
-def greedy_decode(model, source, target_length, start_id, end_id):
+def greedy_decode(model, source, target_length, start_id, end_id, encoder=None):
     """Greedy decoding of an encoder-decoder model(encoder_tokens, decoder_tokens) -> logits.
 
-    Source ids int32 [N, S] -> int32 [N, target_length]: the tokens after `start_id`, up to and
-    including `end_id`, zeros after. The decoder input is a fixed [N, target_length] buffer filled
-    one position per step; decoder self-attention is causal, so the zeros ahead change nothing.
+    Source ids int32 [N, S] (or images, or `encoder`'s input) -> int32 [N, target_length]: the
+    tokens after `start_id`, up to and including `end_id`, zeros after. The decoder input is a
+    fixed [N, target_length] buffer filled one position per step; decoder self-attention is
+    causal, so the zeros ahead change nothing.
     """
+    source = tf.convert_to_tensor(source)
+    if encoder is not None:
+        source = encoder(source, training=False)
     n = tf.shape(source)[0]
     positions = tf.range(target_length)[None, :]
     decoder_in = tf.where(positions == 0, start_id, tf.zeros([n, target_length], tf.int32))
@@ -139,7 +150,9 @@ class Generator(tf.Module):
         return new.stack()
 
 
-def beam_search(model, source, target_length, start_id, end_id, beam_size=4, alpha=0.0):
+def beam_search(
+    model, source, target_length, start_id, end_id, beam_size=4, alpha=0.0, encoder=None
+):
     """Beam-search decoding of an encoder-decoder model(encoder_tokens, decoder_tokens) -> logits.
 
     Source ids [N, S] -> int32 [N, target_length], laid out as greedy_decode's: the tokens after
@@ -149,7 +162,9 @@ def beam_search(model, source, target_length, start_id, end_id, beam_size=4, alp
     padding, at no cost. With beam_size 1 this is greedy decoding. Runs eagerly, one model call
     per position, on [N * beam_size] rows.
     """
-    source = tf.convert_to_tensor(source, tf.int32)
+    if encoder is not None:
+        source = encoder(tf.convert_to_tensor(source), training=False)
+    source = tf.convert_to_tensor(source, tf.int32 if encoder is None else None)
     n, k, length = int(source.shape[0]), int(beam_size), int(target_length)
     sources = tf.repeat(source, k, axis=0)
     tokens = np.zeros((n, k, length), np.int32)
@@ -182,3 +197,70 @@ def beam_search(model, source, target_length, start_id, end_id, beam_size=4, alp
         finished = finished | (token == end_id)
     normalized = scores / ((5.0 + lengths) / 6.0) ** alpha
     return tokens[np.arange(n), normalized.argmax(axis=-1)]
+
+
+def beam_decode(
+    model,
+    source,
+    target_length,
+    start_id,
+    end_id,
+    beam_size=4,
+    max_length=None,
+    alpha=0.0,
+    encoder=None,
+):
+    """`beam_search` as graph ops: the same beams, scores and length penalty in a tf.while_loop,
+    with `beam_size` and `max_length` (<= target_length; default all of it) possibly tensors.
+
+    Source [N, ...] -> int32 [N, target_length] laid out as greedy_decode's, zeros past
+    `max_length`. Log-probabilities add up in float32 (beam_search's in float64), so two beams
+    within rounding of each other may rank the other way.
+    """
+    source = tf.convert_to_tensor(source)
+    if encoder is not None:
+        source = encoder(source, training=False)
+    k = tf.convert_to_tensor(beam_size, tf.int32)
+    length = target_length if max_length is None else max_length
+    length = tf.minimum(tf.convert_to_tensor(length, tf.int32), target_length)
+    n = tf.shape(source)[0]
+    sources = tf.repeat(source, k, axis=0)
+    positions = tf.range(target_length)
+    tokens = tf.zeros([n, k, target_length], tf.int32)
+    scores = tf.tile(tf.concat([[0.0], tf.fill([k - 1], -1e9)], 0)[None], [n, 1])
+    finished = tf.zeros([n, k], tf.bool)
+    lengths = tf.zeros([n, k], tf.float32)
+
+    def step(t, tokens, scores, finished, lengths):
+        start = tf.fill([n, k, 1], tf.cast(start_id, tf.int32))
+        decoder_in = tf.reshape(tf.concat([start, tokens[:, :, :-1]], -1), [n * k, target_length])
+        logits = tf.gather(model([sources, decoder_in], training=False), t, axis=1)
+        logp = tf.nn.log_softmax(tf.cast(logits, tf.float32))
+        vocab = tf.shape(logp)[-1]
+        logp = tf.reshape(logp, [n, k, vocab])
+        pad_only = tf.where(tf.range(vocab) == 0, 0.0, -1e9)  # a finished beam only pads
+        logp = tf.where(finished[..., None], pad_only[None, None], logp)
+        candidates = tf.reshape(scores[..., None] + logp, [n, k * vocab])
+        scores, best = tf.math.top_k(candidates, k)  # ties to the lower index, as beam_search
+        parent, token = best // vocab, best % vocab
+        tokens = tf.gather(tokens, parent, batch_dims=1)
+        finished = tf.gather(finished, parent, batch_dims=1)
+        lengths = tf.gather(lengths, parent, batch_dims=1) + tf.cast(~finished, tf.float32)
+        tokens = tf.where(positions == t, token[..., None], tokens)
+        return t + 1, tokens, scores, finished | tf.equal(token, end_id), lengths
+
+    _, tokens, scores, _, lengths = tf.while_loop(
+        lambda t, _, __, finished, ___: (t < length) & ~tf.reduce_all(finished),
+        step,
+        (tf.constant(0), tokens, scores, finished, lengths),
+        shape_invariants=(
+            tf.TensorShape([]),
+            tf.TensorShape([None, None, target_length]),
+            tf.TensorShape([None, None]),
+            tf.TensorShape([None, None]),
+            tf.TensorShape([None, None]),
+        ),
+    )
+    normalized = scores / ((5.0 + lengths) / 6.0) ** alpha
+    best = tf.argmax(normalized, axis=-1, output_type=tf.int32)
+    return tf.gather(tokens, best, batch_dims=1)
