@@ -39,7 +39,7 @@ def test_bad_request_exits_2_without_a_run_dir(capsys, tmp_path, args, reason):
 def test_empty_data_folder(capsys, tmp_path):
     (tmp_path / "empty" / "train" / "0").mkdir(parents=True)
     code, err = run_cli(capsys, tmp_path, "cnn", "--dataset", f"folder:{tmp_path / 'empty'}")
-    assert code == 2 and "no images in" in err
+    assert code == 2 and "no images or audio in" in err
     assert not (tmp_path / "runs").exists()
 
 
