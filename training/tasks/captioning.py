@@ -37,18 +37,14 @@ from training import summaries
 from training.data import Source
 from training.tasks.base import Task
 from training.tasks.classification import warp
-from training.tasks.text import _table, _token_loss, _token_results, _token_step, _token_sums
+from training.tasks.text import TeacherForcing, strings, table
 from zoo.multimodal.captioning import encoder_decoder
 
 DECODES = ("greedy", "beam", "both")
 AUGMENTATIONS = ("none", "zoom_out")
 
 
-def _strings(tensor) -> list[str]:
-    return [s.decode("utf-8", errors="replace") for s in np.asarray(tensor).reshape(-1)]
-
-
-class Captioning(Task):
+class Captioning(TeacherForcing, Task):
     name = "captioning"
 
     def __init__(self, config, source):
@@ -184,24 +180,6 @@ class Captioning(Task):
             "caption_length": self.caption_length,
         }
 
-    # -- steps -------------------------------------------------------------------------------
-    def train_step(self, model, optimizers, batch, global_batch_size):
-        (images, decoder_in), labels = batch
-        weights = tf.cast(labels != 0, tf.float32)
-        return _token_step(
-            model, optimizers, labels, weights, lambda: model([images, decoder_in], training=True)
-        )
-
-    def eval_step(self, model, batch):
-        (images, decoder_in), labels = batch
-        logits = tf.cast(model([images, decoder_in], training=False), tf.float32)
-        weights = tf.cast(labels != 0, tf.float32)
-        ce, _ = _token_loss(labels, logits, weights)
-        return _token_sums(labels, logits, ce, weights)
-
-    def results(self, totals):
-        return _token_results(totals)
-
     # -- decoding and scores -----------------------------------------------------------------
     def decoders(self, model):
         """{"greedy", "beam"}: tf.functions images [N,H,W,C] -> token ids [N, caption_length]."""
@@ -239,7 +217,7 @@ class Captioning(Task):
         out = []
         for i in range(0, len(images), batch_size):
             ids = fn(tf.constant(images[i : i + batch_size], tf.float32))
-            out += _strings(self.tokenizer.detokenize(ids))
+            out += strings(self.tokenizer.detokenize(ids))
         return out
 
     def eval_set(self):
@@ -256,7 +234,7 @@ class Captioning(Task):
             ).as_numpy_iterator():
                 images.append(example[0])
                 words = self.tokenizer.words(tf.constant(example[1]))
-                references.append(_strings(words))
+                references.append(strings(words))
             self._eval = (
                 np.stack(images) if images else np.zeros((0, *self.image_shape)),
                 references,
@@ -283,7 +261,7 @@ class Captioning(Task):
         k = min(int(self.config.get("samples", 8)), len(images))
         header = ["#", *(f"{d} caption" for d in decodes), "reference"]
         rows = [(i, *(shown[d][i] for d in decodes), " / ".join(references[i])) for i in range(k)]
-        tf.summary.text("captions", _table(header, rows), step=step)
+        tf.summary.text("captions", table(header, rows), step=step)
         first = decodes[0]
         labels = [f"{c or '(empty)'}" for c in shown[first][:k]]
         labels += [f"{r[0] if r else ''}" for r in references[:k]]

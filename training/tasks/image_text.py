@@ -52,19 +52,10 @@ from textkit import BERT_TOKENS, CLS, SEP, WordpieceTokenizer, pack
 from training import data, vqa_questions
 from training.scenes import CANVAS, WORDS
 from training.tasks.base import EXAMPLES, Task, apply_gradients, regularization_loss
+from training.tasks.text import strings, table
 from zoo.multimodal.clip import towers
 
 ZERO_SHOT_SIZE = 42  # a test digit's size on the canvas: the middle of the scenes' 28..56
-
-
-def _strings(tensor) -> list[str]:
-    return [s.decode("utf-8", errors="replace") for s in np.asarray(tensor).reshape(-1)]
-
-
-def _table(header, rows) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _feature(example, key):
@@ -327,7 +318,7 @@ class Clip(_ImageText):
         similarity = (
             embed_image(tf.constant(images)).numpy() @ embed_text(tf.constant(tokens)).numpy().T
         )
-        captions = _strings(self.tokenizer.detokenize(tf.constant(tokens)))
+        captions = strings(self.tokenizer.detokenize(tf.constant(tokens)))
         rows = []
         for i in range(min(8, len(captions))):
             best = np.argsort(-similarity[i], kind="stable")[:3]
@@ -335,7 +326,7 @@ class Clip(_ImageText):
                 (captions[i], "; ".join(f"{captions[j]} ({similarity[i, j]:.2f})" for j in best))
             )
         tf.summary.text(
-            "retrieval", _table(["caption", "nearest captions (cosine)"], rows), step=step
+            "retrieval", table(["caption", "nearest captions (cosine)"], rows), step=step
         )
         return found
 
@@ -499,7 +490,7 @@ class Vqa(_ImageText):
                 training=False,
             )
         )
-        questions = _strings(
+        questions = strings(
             self.tokenizer.detokenize(tf.constant(tokens.reshape(-1, self.seq_len)))
         )
         truth = answers.reshape(-1)
@@ -507,7 +498,7 @@ class Vqa(_ImageText):
             (i // q, questions[i], f"{self.answers[p]} ({probs[i, p]:.2f})", self.answers[truth[i]])
             for i, p in enumerate(probs.argmax(-1))
         ]
-        tf.summary.text("answers", _table(["scene", "question", "answer", "true"], rows), step=step)
+        tf.summary.text("answers", table(["scene", "question", "answer", "true"], rows), step=step)
         return found
 
     # -- export -----------------------------------------------------------------------------

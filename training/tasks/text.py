@@ -32,7 +32,7 @@ def _global_sum(x):
     return context.all_reduce(SUM, x) if context is not None else x
 
 
-def _token_loss(labels, logits, weights):
+def token_loss(labels, logits, weights):
     """Cross-entropy per token [B, T] (float32) and the weighted sum of it."""
     ce = keras.losses.sparse_categorical_crossentropy(
         labels, tf.cast(logits, tf.float32), from_logits=True
@@ -40,7 +40,7 @@ def _token_loss(labels, logits, weights):
     return ce, tf.reduce_sum(ce * weights)
 
 
-def _token_sums(labels, logits, ce, weights):
+def token_sums(labels, logits, ce, weights):
     correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=labels.dtype), labels), tf.float32)
     return {
         "loss": tf.reduce_sum(ce * weights),
@@ -50,7 +50,7 @@ def _token_sums(labels, logits, ce, weights):
     }
 
 
-def _token_results(totals):
+def token_results(totals):
     tokens = max(float(totals.get("tokens", 0.0)), 1.0)
     loss = float(totals["loss"]) / tokens
     return {
@@ -60,20 +60,43 @@ def _token_results(totals):
     }
 
 
-def _token_step(model, optimizers, labels, weights, run_model):
+def token_step(model, optimizers, labels, weights, run_model):
     """One optimizer step on the weighted token cross-entropy, a mean over the global batch's
     weighted tokens."""
     optimizer = optimizers["model"]
     total = _global_sum(tf.reduce_sum(weights))
     with tf.GradientTape() as tape:
         logits = tf.cast(run_model(), tf.float32)
-        ce, summed = _token_loss(labels, logits, weights)
+        ce, summed = token_loss(labels, logits, weights)
         loss = summed / tf.maximum(total, 1.0) + regularization_loss(model)
     apply_gradients(optimizer, tape, loss, model.trainable_variables)
-    return _token_sums(labels, logits, ce, weights)
+    return token_sums(labels, logits, ce, weights)
 
 
-def _table(header, rows) -> str:
+class TeacherForcing:
+    """The steps of a model that reads its inputs and the target shifted right (teacher forcing)
+    and predicts the target's next tokens: a batch is `((inputs..., target_in), labels)`, padding
+    (id 0) is not scored. Shared by translation and captioning."""
+
+    def train_step(self, model, optimizers, batch, global_batch_size):
+        inputs, labels = batch
+        weights = tf.cast(labels != 0, tf.float32)
+        return token_step(
+            model, optimizers, labels, weights, lambda: model(list(inputs), training=True)
+        )
+
+    def eval_step(self, model, batch):
+        inputs, labels = batch
+        logits = tf.cast(model(list(inputs), training=False), tf.float32)
+        weights = tf.cast(labels != 0, tf.float32)
+        ce, _ = token_loss(labels, logits, weights)
+        return token_sums(labels, logits, ce, weights)
+
+    def results(self, totals):
+        return token_results(totals)
+
+
+def table(header, rows) -> str:
     """A markdown table (TensorBoard's text dashboard renders it)."""
 
     def cell(text):
@@ -84,7 +107,7 @@ def _table(header, rows) -> str:
     return "\n".join(lines)
 
 
-def _strings(tensor) -> list[str]:
+def strings(tensor) -> list[str]:
     return [s.decode("utf-8", errors="replace") for s in np.asarray(tensor).reshape(-1)]
 
 
@@ -135,17 +158,17 @@ class LanguageModel(Task):
     def train_step(self, model, optimizers, batch, global_batch_size):
         x, y = batch
         weights = tf.ones_like(y, tf.float32)
-        return _token_step(model, optimizers, y, weights, lambda: model(x, training=True))
+        return token_step(model, optimizers, y, weights, lambda: model(x, training=True))
 
     def eval_step(self, model, batch):
         x, y = batch
         logits = tf.cast(model(x, training=False), tf.float32)
         weights = tf.ones_like(y, tf.float32)
-        ce, _ = _token_loss(y, logits, weights)
-        return _token_sums(y, logits, ce, weights)
+        ce, _ = token_loss(y, logits, weights)
+        return token_sums(y, logits, ce, weights)
 
     def results(self, totals):
-        return _token_results(totals)
+        return token_results(totals)
 
     def generator(self, model) -> Generator:
         """The sampler used for the epoch samples (the export builds its own)."""
@@ -160,14 +183,14 @@ class LanguageModel(Task):
         prompt = self.config.get("prompt")
         if prompt is None:
             x = np.asarray(sample[0])[0]
-            prompt = _strings(self.tokenizer.decode(x[: min(32, len(x))]))[0]
+            prompt = strings(self.tokenizer.decode(x[: min(32, len(x))]))[0]
         out = self._generate(
             tf.constant([prompt]),
             tf.constant(int(self.config.get("sample_length", 300))),
             tf.constant(float(self.config.get("temperature", 0.8))),
             tf.constant(int(step), tf.int64),
         )
-        text = _strings(out["text"])[0]
+        text = strings(out["text"])[0]
         tf.summary.text("samples", "```\n" + text + "\n```", step=step)
 
     def calibration(self, train, test):
@@ -285,13 +308,13 @@ class TextClassification(_WordpieceTask):
     def log_epoch(self, model, sample, totals, step):
         tokens, labels = (np.asarray(a)[:8] for a in sample)
         probs = np.asarray(call_on_tokens(model, tf.constant(tokens)))
-        texts = _strings(self.tokenizer.detokenize(tf.constant(tokens)))
+        texts = strings(self.tokenizer.detokenize(tf.constant(tokens)))
         names = self.class_names
         rows = [
             (text[:300], f"{names[p]} ({probs[i, p]:.2f})", names[t])
             for i, (text, p, t) in enumerate(zip(texts, probs.argmax(-1), labels))
         ]
-        tf.summary.text("predictions", _table(["text", "predicted", "true"], rows), step=step)
+        tf.summary.text("predictions", table(["text", "predicted", "true"], rows), step=step)
 
     def calibration(self, train, test):
         pairs = list(test.take(1000).as_numpy_iterator())
@@ -345,18 +368,18 @@ class MaskedLanguageModel(_WordpieceTask):
 
     def train_step(self, model, optimizers, batch, global_batch_size):
         masked, labels, weights = batch
-        return _token_step(
+        return token_step(
             model, optimizers, labels, weights, lambda: call_on_tokens(model, masked, True)
         )
 
     def eval_step(self, model, batch):
         masked, labels, weights = self.mask(batch[0], tf.constant([1234, 0], tf.int64))
         logits = tf.cast(call_on_tokens(model, masked), tf.float32)
-        ce, _ = _token_loss(labels, logits, weights)
-        return _token_sums(labels, logits, ce, weights)
+        ce, _ = token_loss(labels, logits, weights)
+        return token_sums(labels, logits, ce, weights)
 
     def results(self, totals):
-        return _token_results(totals)
+        return token_results(totals)
 
     def log_epoch(self, model, sample, totals, step):
         tokens = tf.constant(np.asarray(sample[0])[:8])
@@ -364,9 +387,9 @@ class MaskedLanguageModel(_WordpieceTask):
         predicted = tf.argmax(call_on_tokens(model, masked), -1, output_type=tf.int32)
         filled = tf.where(weights > 0, predicted, masked)
         keep = [self.mask_id]
-        show = [_strings(self.tokenizer.detokenize(t, keep=keep)) for t in (masked, filled, tokens)]
+        show = [strings(self.tokenizer.detokenize(t, keep=keep)) for t in (masked, filled, tokens)]
         rows = [(m[:300], f[:300], o[:300]) for m, f, o in zip(*show)]
-        tf.summary.text("fill_mask", _table(["masked", "filled", "original"], rows), step=step)
+        tf.summary.text("fill_mask", table(["masked", "filled", "original"], rows), step=step)
 
     def calibration(self, train, test):
         return {
@@ -378,7 +401,7 @@ class MaskedLanguageModel(_WordpieceTask):
 # ---- sequence to sequence ------------------------------------------------------------------------
 
 
-class Seq2Seq(Task):
+class Seq2Seq(TeacherForcing, Task):
     """Translation with an encoder-decoder (ted_hrlr_translate/pt_to_en): teacher forcing,
     cross-entropy over the real target tokens; each epoch BLEU on `bleu_split` (its first
     `bleu_examples`, 0: all) decoded greedily or by beam search, with a table of translations next
@@ -441,23 +464,6 @@ class Seq2Seq(Task):
             "target_length": self.target_length,
         }
 
-    def train_step(self, model, optimizers, batch, global_batch_size):
-        (source, target_in), labels = batch
-        weights = tf.cast(labels != 0, tf.float32)
-        return _token_step(
-            model, optimizers, labels, weights, lambda: model([source, target_in], training=True)
-        )
-
-    def eval_step(self, model, batch):
-        (source, target_in), labels = batch
-        logits = tf.cast(model([source, target_in], training=False), tf.float32)
-        weights = tf.cast(labels != 0, tf.float32)
-        ce, _ = _token_loss(labels, logits, weights)
-        return _token_sums(labels, logits, ce, weights)
-
-    def results(self, totals):
-        return _token_results(totals)
-
     # -- decoding and BLEU --
     def translate(self, model, texts, decode=None, batch_size=64) -> list[str]:
         """Source strings -> translations (detokenized wordpieces), greedy or beam search."""
@@ -486,7 +492,7 @@ class Seq2Seq(Task):
                     beam_size=int(self.config.get("beam_size", 4)),
                     alpha=float(self.config.get("length_penalty", 0.6)),
                 )
-            out += _strings(self.target_tokenizer.detokenize(tf.constant(ids)))
+            out += strings(self.target_tokenizer.detokenize(tf.constant(ids)))
         return out
 
     def bleu_pairs(self):
@@ -502,7 +508,7 @@ class Seq2Seq(Task):
                 for e in ds.as_numpy_iterator()
             ]
             sources = [s for s, _ in pairs]
-            references = _strings(self.target_tokenizer.words(tf.constant([t for _, t in pairs])))
+            references = strings(self.target_tokenizer.words(tf.constant([t for _, t in pairs])))
             self._bleu_pairs = (sources, references)
         return self._bleu_pairs
 
@@ -515,7 +521,7 @@ class Seq2Seq(Task):
         k = int(self.config.get("samples", 8))
         rows = list(zip(sources[:k], translations[:k], references[:k]))
         header = ["source", "translation", "reference"]
-        tf.summary.text("translations", _table(header, rows), step=step)
+        tf.summary.text("translations", table(header, rows), step=step)
         return {"bleu": bleu}
 
     def calibration(self, train, test):
