@@ -6,6 +6,7 @@ answers WAV bytes through a real embedded server.
 
 import io
 import json
+import pathlib
 import wave
 
 import numpy as np
@@ -145,3 +146,23 @@ def test_crossval_rejects_an_unknown_speaker(spoken):
     )
     assert result.returncode == 2, result.stderr
     assert "unknown groups ['nobody']" in result.stderr and "jackson" in result.stderr
+
+
+def test_crossval_trains_a_fold_per_speaker_and_keeps_them_apart(spoken, tmp_path):
+    result = run_module(
+        "training", "crossval", MODEL, "--groups", "lucas,george", "--quiet",
+        "--logdir", tmp_path,
+        "--set", f"data.fallback={spoken}", "--set", "run.tiny=true",
+        "--set", "task.clip_seconds=0.5", "--set", "train.max_steps=3",
+        "--set", "train.batch_size=16",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (summary_file,) = tmp_path.glob("ds_cnn-spoken-digits-crossval/*/crossval.json")
+    summary = json.loads(summary_file.read_text())
+    assert [f["group"] for f in summary["folds"]] == ["lucas", "george"]
+    accuracies = [f["metrics"]["accuracy"] for f in summary["folds"]]
+    assert summary["mean"]["accuracy"] == pytest.approx(sum(accuracies) / 2)
+    for fold in summary["folds"]:
+        run = json.loads((pathlib.Path(fold["run_dir"]) / "recipe.json").read_text())
+        assert run["data"]["hold_out"]["group"] == fold["group"]
+    assert "mean" in result.stdout and "lucas" in result.stdout
