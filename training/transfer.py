@@ -13,8 +13,10 @@ name, and freeze what was loaded for the first epochs (`train.freeze`).
 
 Every layer with weights in the new model is then one of: loaded (same name, same shapes),
 skipped (same name, other shapes: e.g. a head for other classes), excluded (`model.init_exclude`:
-names or name prefixes left new on purpose) or new (no layer of that name in the file). The
-report says which, and the run keeps it as init_report.json.
+names or name prefixes left new on purpose) or new (no layer of that name in the file). A model
+nested in either (a captioner's or a detector's backbone) matches whole by its name, or else layer
+by layer: a classifier's run initialises the backbone inside a captioner. The report says which,
+and the run keeps it as init_report.json.
 
 One rule goes beyond names and shapes: a convolution saved with a bias, loaded into the zoo's
 bias-free convolution that feeds a BatchNormalization (keras.applications' ResNet50 has biases
@@ -85,9 +87,7 @@ def init_from(model: keras.Model, source, exclude=()) -> InitReport:
     saved = _weights_by_layer(path)
     exclude = tuple(exclude or ())
     folds = []
-    for layer in model.layers:
-        if not layer.weights:
-            continue
+    for layer in _matchable(model, saved, exclude):
         name = layer.name
         if _matches(name, exclude):
             report.excluded.append(name)
@@ -113,7 +113,7 @@ def init_from(model: keras.Model, source, exclude=()) -> InitReport:
         weights[index] = weights[index] - bias
         bn.set_weights(weights)
         report.folded_bias.append(conv.name)
-    report.unused = sorted(set(saved) - {layer.name for layer in model.layers})
+    report.unused = sorted(set(saved) - {layer.name for layer in _all_layers(model)})
     if not report.loaded:
         raise ValueError(
             f"model.init_from={source}: no layer of this model matches one in the file by name "
@@ -133,7 +133,7 @@ def frozen_layers(model: keras.Model, freeze, report: InitReport | None) -> list
                 "model.init_from, or name the layers to freeze (train.freeze=[names])"
             )
         names = set(report.loaded)
-        return [layer for layer in model.layers if layer.name in names]
+        return [layer for layer in _all_layers(model) if layer.name in names]
     if isinstance(freeze, str):
         freeze = [freeze]
     if not isinstance(freeze, (list, tuple)):
@@ -142,6 +142,27 @@ def frozen_layers(model: keras.Model, freeze, report: InitReport | None) -> list
     if not layers:
         raise ValueError(f"train.freeze={freeze}: no layer of {model.name} has such a name")
     return layers
+
+
+def _matchable(model, saved, exclude):
+    """The layers with weights that init_from matches by name: a model's own, and for a nested
+    model (a captioner's backbone inside its image encoder) whose name neither the file nor
+    `exclude` knows, its layers in its place."""
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        nested = isinstance(layer, keras.Model)
+        if nested and layer.name not in saved and not _matches(layer.name, exclude):
+            yield from _matchable(layer, saved, exclude)
+        else:
+            yield layer
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
 
 
 def _matches(name: str, patterns) -> bool:
@@ -193,7 +214,11 @@ def _weights_by_layer(path: pathlib.Path) -> dict:
             saved = keras.saving.load_model(str(path), compile=False)
         except Exception as e:
             raise ValueError(f"model.init_from={path}: cannot load it ({e})") from None
-        return {layer.name: layer.get_weights() for layer in saved.layers if layer.weights}
+        out = {}  # a model's own layers first, then those of the models nested in it
+        for layer in [*saved.layers, *_all_layers(saved)]:
+            if layer.weights and layer.name not in out:
+                out[layer.name] = layer.get_weights()
+        return out
     try:
         with h5py.File(path, "r") as f:
             group = f["model_weights"] if "model_weights" in f else f

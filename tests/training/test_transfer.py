@@ -185,3 +185,30 @@ def test_keras_applications_weights_load_into_the_zoo_model_with_equal_outputs(
     expected = np.asarray(reference(preprocess(images.copy()), training=False))
     got = np.asarray(model(images, training=False))
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3 * np.abs(expected).max())
+
+
+def test_a_classifier_initialises_the_backbone_nested_in_a_captioner(tmp_path):
+    import zoo
+    from training import transfer
+
+    tiny = zoo.get_spec("caption_transformer").tiny
+    classifier = zoo.build(
+        tiny["backbone"],
+        input_shape=tiny["input_shape"],
+        num_classes=10,
+        **tiny["backbone_overrides"],
+    )
+    _randomized(classifier, np.random.default_rng(1))
+    classifier.save(tmp_path / "model.keras")
+    captioner = zoo.build("caption_transformer", **tiny)
+    report = transfer.init_from(captioner, tmp_path / "model.keras")
+    assert "conv1_conv" in report.loaded and "feature_projection" in report.new
+    assert "predictions" in report.unused
+    trunk_layers = {layer.name: layer for layer in transfer._all_layers(captioner)}
+    for name in report.loaded:
+        for got, want in zip(
+            trunk_layers[name].get_weights(), classifier.get_layer(name).get_weights()
+        ):
+            np.testing.assert_array_equal(got, want)
+    frozen = transfer.frozen_layers(captioner, "backbone", report)
+    assert sorted(layer.name for layer in frozen) == sorted(report.loaded)
