@@ -5,7 +5,12 @@ out_dir/tflite/ (option `variants`, default all four):
 - float16: weights stored as float16
 - dynamic: dynamic-range quantization (int8 weights, float activations)
 - int8:    full-integer quantization, int8 inputs and outputs, calibrated on the representative
-           training sample the export carries (assets.extra/calibration.npz)
+           training sample the export carries (assets.extra/calibration.npz). An export whose
+           export_info.json names `tflite_float_layers` (an audio model's `log_mel` front end:
+           a power spectrum's range does not survive 8 bits) keeps those layers' ops in float
+           and quantizes the rest, with float input and output (selective quantization through
+           TFLite's QuantizationDebugger: the converter has no other way to leave ops out);
+           the row's `float_layers` says so.
 
 and writes report.json and report.md: size in bytes and gzipped (`gzip_bytes`, gzip level 9: what
 a download costs; the zeros of a pruned model only pay once compressed), the scores of the
@@ -136,8 +141,11 @@ def convert(export_path, variants=VARIANTS, out_dir=None, say=None) -> pathlib.P
 def _variant(tf, saved_model_dir, variant, representative, out_dir, x_test, scored, reference):
     """One variant's report row: converted, written, and run against the SavedModel."""
     row = {"variant": variant}
+    float_layers = list(scored["info"].get("tflite_float_layers") or [])
+    if variant == "int8" and float_layers:
+        row["float_layers"] = float_layers
     try:
-        flatbuffer = _convert(tf, saved_model_dir, variant, representative)
+        flatbuffer = _convert(tf, saved_model_dir, variant, representative, float_layers)
     except Exception as e:  # the converter's reason goes in the report
         row["error"] = _first_line(e)
         return row
@@ -173,7 +181,7 @@ def _save_alone(tf, signature, directory):
     tf.saved_model.save(module, directory, signatures={"serving_default": signature})
 
 
-def _convert(tf, version_dir, variant, representative):
+def _convert(tf, version_dir, variant, representative, float_layers=()):
     converter = tf.lite.TFLiteConverter.from_saved_model(
         str(version_dir), signature_keys=["serving_default"]
     )
@@ -191,11 +199,36 @@ def _convert(tf, version_dir, variant, representative):
         converter.representative_dataset = lambda: (
             {name: representative[name][i : i + 1] for name in names} for i in range(count)
         )
+        if float_layers:
+            return _int8_except(tf, converter, representative, float_layers)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     with _converter_diagnostics_dropped():
         return converter.convert()
+
+
+def _int8_except(tf, converter, representative, float_layers):
+    """Full-integer quantization of every op but those of `float_layers` (matched by the layer
+    name in the op's output tensor name), float input and output."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    names = list(representative)
+    count = min(len(representative[names[0]]), 64)
+    with _converter_diagnostics_dropped():
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter,
+            debug_dataset=lambda: (
+                [representative[n][i : i + 1] for n in names] for i in range(count)
+            ),
+        )
+    tensors = Interpreter(model_content=debugger.calibrated_model).get_tensor_details()
+    keep = [t["name"] for t in tensors if any(f"/{layer}" in t["name"] for layer in float_layers)]
+    if not keep:
+        raise TFLiteError(f"no ops of the layers {', '.join(float_layers)} to keep in float")
+    with _converter_diagnostics_dropped():
+        debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=keep)
+        return debugger.get_nondebug_quantized_model()
 
 
 def _converter_diagnostics_dropped():
@@ -346,11 +379,14 @@ def _markdown(report) -> str:
         "|---|---:|---:|" + "---:|" * len(names) + "---:|---:|---:|",
     ]
     for row in report["variants"]:
+        variant = row["variant"]
+        if row.get("float_layers"):
+            variant += f" ({', '.join(row['float_layers'])} in float)"
         if "size_bytes" not in row:
-            lines.append(f"| {row['variant']} | failed: {row['error']} |" + " |" * (4 + len(names)))
+            lines.append(f"| {variant} | failed: {row['error']} |" + " |" * (4 + len(names)))
             continue
         lines.append(
-            f"| {row['variant']} | {row['size_bytes']:,} | {row['gzip_bytes']:,} | "
+            f"| {variant} | {row['size_bytes']:,} | {row['gzip_bytes']:,} | "
             + "".join(f"{fmt(row.get(name), '.4f')} | " for name in names)
             + f"{fmt(row.get('agreement'), '.4f')} | {fmt(row.get('max_abs_diff'), '.4g')} | "
             f"{fmt(row.get('latency_ms'), '.3f')} |"
