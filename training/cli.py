@@ -26,6 +26,7 @@ TOOLS = {
     "federate": ("training.federated", "federated learning of a recipe on Flower (FedAvg/FedProx)"),
     "search": ("training.search", "hyperparameter/architecture search of a recipe on KerasTuner"),
     "crossval": ("training.crossval", "leave-one-group-out (leave one speaker out) evaluation"),
+    "play": ("training.rl.play", "play a trained policy (run or export): mean episode return"),
 }
 
 
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
     console.import_tensorflow()  # after argparse: --help stays fast
 
     import zoo
-    from training import data, distribute, loop, recipes
+    from training import data, distribute, loop, recipes, rl
 
     if args.command == "list":
         return _list(zoo, recipes, distribute)
@@ -103,7 +104,12 @@ def main(argv=None) -> int:
             recipe = recipes.resolve(args.recipe, sets, base=saved)
         else:
             recipe = recipes.resolve(args.recipe, sets)
-        result = loop.train(recipe, logdir=args.logdir, resume_dir=resume_dir)
+        if rl.trains(recipe):  # reinforcement learning: the environment is the data
+            from training.rl import driver
+
+            result = driver.train(recipe, logdir=args.logdir, resume_dir=resume_dir)
+        else:
+            result = loop.train(recipe, logdir=args.logdir, resume_dir=resume_dir)
     except (recipes.RecipeError, data.DataError, zoo.UnknownModelError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
