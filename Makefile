@@ -64,12 +64,28 @@ train-captioner-coco: venv ; $(TRAIN)
 train-clip-digit-scenes: venv ; $(TRAIN)
 train-vqa-digit-scenes: venv ; $(TRAIN)
 train-clip-coco: venv ; $(TRAIN)
-.PHONY: train-ds_cnn-spoken-digits train-ds_cnn-speech-commands crossval-ds_cnn
+.PHONY: train-ds_cnn-spoken-digits train-ds_cnn-speech-commands crossval-ds_cnn \
+        train-crnn-spoken-digits train-crnn-spoken-digit-strings train-conformer-spoken-digit-strings
 train-ds_cnn-spoken-digits: venv ; $(TRAIN)
 train-ds_cnn-speech-commands: venv ; $(TRAIN)
+train-crnn-spoken-digits: venv ; $(TRAIN)
+train-crnn-spoken-digit-strings: venv ; $(TRAIN)
+train-conformer-spoken-digit-strings: venv ; $(TRAIN)
 # leave one speaker out: five runs, each tested on a speaker it never heard
 crossval-ds_cnn: venv
 	$(PY) -m training crossval ds_cnn-spoken-digits $(ARGS)
+.PHONY: train-sasrec-generated train-two_tower-generated train-dcn-generated \
+        train-sasrec-movielens-1m train-two_tower-movielens-100k
+train-sasrec-generated: venv ; $(TRAIN)
+train-two_tower-generated: venv ; $(TRAIN)
+train-dcn-generated: venv ; $(TRAIN)
+train-sasrec-movielens-1m: venv ; $(TRAIN)
+train-two_tower-movielens-100k: venv ; $(TRAIN)
+.PHONY: train-ppo-cartpole train-dqn-cartpole train-ppo-lunarlander train-ddpg-pendulum
+train-ppo-cartpole: venv ; $(TRAIN)
+train-dqn-cartpole: venv ; $(TRAIN)
+train-ppo-lunarlander: venv ; $(TRAIN)
+train-ddpg-pendulum: venv ; $(TRAIN)
 .PHONY: train-fcos-digit-scenes train-fcos-voc
 train-fcos-digit-scenes: venv ; $(TRAIN)
 train-fcos-voc: venv ; $(TRAIN)

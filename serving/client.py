@@ -4,14 +4,17 @@ or a detector's boxes.
 Talks to any TF Serving (the real one or the embedded server): REST on 8501 by default, gRPC on
 8500 with `--grpc`. It reads the model's metadata first and picks the signature: for image files,
 `predict_image_bytes` (a classifier) or `detect_image_bytes` (a detector) when the model has it,
-and for WAV files `classify_audio_bytes` (a keyword spotter) (the encoded file is sent as is,
+and for WAV files `classify_audio_bytes` (a keyword spotter) or `transcribe_audio_bytes` (a
+speech recognizer: its transcript is printed) (the encoded file is sent as is,
 base64 in JSON), else `serving_default` with the image decoded
 here (and resized to the signature's input shape where it has one). `.npy` files are sent as
 arrays. Prints the top classes per file, with the model's label for the best one when the
 signature returns `labels`; for a detector (outputs named as the TF Object Detection API names
 them), each box scoring at least `--min-score`: label, score, (ymin, xmin, ymax, xmax)
 normalized and in the image's pixels. `--draw out.png` writes the boxes over the image
-(`out-2.png`, ... for the files after the first).
+(`out-2.png`, ... for the files after the first). A recommender takes no file: `--history
+12,51,7` (item ids, oldest first: SASRec) or `--user 3` (two towers, DCN) calls its `recommend`
+signature and prints the top item ids with their scores, the already-seen items left out.
 """
 
 import argparse
@@ -24,7 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-BYTES_SIGNATURES = ("predict_image_bytes", "detect_image_bytes", "classify_audio_bytes")
+BYTES_SIGNATURES = (
+    "predict_image_bytes",
+    "detect_image_bytes",
+    "classify_audio_bytes",
+    "transcribe_audio_bytes",
+)
 DTYPES = {"DT_UINT8": np.uint8, "DT_INT32": np.int32, "DT_INT64": np.int64}
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -221,7 +229,7 @@ def main(argv=None) -> int:
         description="Send files to a running TF Serving (or the embedded one); print top classes.",
     )
     parser.add_argument(
-        "files", nargs="+", metavar="FILE", help="images (png/jpeg/...), .wav or .npy"
+        "files", nargs="*", metavar="FILE", help="images (png/jpeg/...), .wav or .npy"
     )
     parser.add_argument("--model", required=True)
     parser.add_argument("--grpc", action="store_true", help="use gRPC (default: REST)")
@@ -239,7 +247,13 @@ def main(argv=None) -> int:
         "--draw", metavar="OUT.png", default=None, help="a detector's boxes drawn over the image"
     )
     parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--history", default=None, help="a recommender: item ids, e.g. 12,51,7")
+    parser.add_argument("--user", type=int, default=None, help="a recommender: a user id")
     args = parser.parse_args(argv)
+    if args.history is not None or args.user is not None:
+        return _recommend(args)
+    if not args.files:
+        parser.error("give FILE(s), or --history/--user for a recommender")
 
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing:
@@ -327,6 +341,12 @@ def _print_detections(args, version, signature, outputs):
 
 
 def _print(args, version, signature, outputs):
+    if "text" in outputs:  # a speech recognizer (transcribe_audio_bytes): the transcript
+        transport = "gRPC" if args.grpc else "REST"
+        for i, path in enumerate(args.files):
+            print(f"{path}  ({args.model} v{version}, {signature}, {transport})")
+            print(f"  text: {outputs['text'][i]}")
+        return
     probabilities = outputs.get("probabilities")
     if probabilities is None:
         probabilities = next(iter(outputs.values()))
@@ -341,6 +361,58 @@ def _print(args, version, signature, outputs):
         for rank, (cls, p) in enumerate(top_classes(row, args.top), start=1):
             label = labels[i] if labels is not None and rank == 1 else ""
             print(f"  {rank}. class {cls:<4} {p:8.4f}  {label}".rstrip())
+
+
+def _recommend(args) -> int:
+    """`--history` / `--user`: the `recommend` signature's item ids and scores, best first."""
+    if args.files or (args.history is not None and args.user is not None):
+        print("error: --history and --user take no FILE, and one of them only", file=sys.stderr)
+        return 2
+    if args.history is not None:
+        try:
+            ids = [int(v) for v in args.history.split(",")]
+        except ValueError:
+            ids = []
+        if not ids or min(ids) < 0:
+            print(
+                f"error: --history takes item ids like 12,51,7, not {args.history!r}",
+                file=sys.stderr,
+            )
+            return 2
+        inputs, asked = {"history": np.array([ids], np.int32)}, f"history {args.history}"
+    else:
+        inputs, asked = {"user_id": np.array([args.user], np.int32)}, f"user {args.user}"
+    port = args.port or (8500 if args.grpc else 8501)
+    try:
+        if args.grpc:
+            client = GrpcClient(args.host, port, args.timeout, args.model)
+            version, signatures = client.metadata(args.version, args.label)
+            signature = choose_signature(signatures, [], args.signature or "recommend")
+            version, outputs = client.predict(
+                args.version or version, args.label, signature, inputs
+            )
+        else:
+            client = RestClient(args.host, port, args.timeout)
+            suffix = (
+                f"/versions/{args.version}"
+                if args.version is not None
+                else (f"/labels/{args.label}" if args.label else "")
+            )
+            version, signatures = client.metadata(args.model, suffix)
+            signature = choose_signature(signatures, [], args.signature or "recommend")
+            outputs = client.predict(args.model, suffix, signature, inputs)
+    except (ClientError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if "item_ids" not in outputs:
+        print(f"error: {signature} returned no item_ids (not a recommender?)", file=sys.stderr)
+        return 1
+    transport = "gRPC" if args.grpc else "REST"
+    items, scores = np.asarray(outputs["item_ids"])[0], np.asarray(outputs["scores"])[0]
+    print(f"{asked}  ({args.model} v{version}, {signature}, {transport}): top {len(items)}")
+    for rank, (item, score) in enumerate(zip(items, scores), start=1):
+        print(f"  {rank}. item {int(item):<6} {float(score):.4f}")
+    return 0
 
 
 if __name__ == "__main__":

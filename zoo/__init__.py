@@ -4,7 +4,7 @@ Pure Keras (keras, keras.ops): no TensorFlow import, so every definition runs on
 Importing the package registers every family.
 """
 
-from zoo import audio, generative, multimodal, sequence, video, vision  # noqa: F401 (registers)
+from zoo import audio, generative, multimodal, recommend, rl, sequence, video, vision  # noqa: F401 (registers)
 from zoo.registry import ModelSpec, UnknownModelError, build, get_spec, list_models, register
 from zoo.tasks import TASK_KINDS, check_signatures, get_kind
 

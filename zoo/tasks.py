@@ -173,3 +173,44 @@ _kind(
     classify_audio_bytes="audio_bytes string [N] (16-bit PCM WAV at the model's sample rate, any "
     "length) -> classes int64 [N], labels string [N], probabilities float32 [N,K]",
 )
+_kind(
+    "policy",
+    "observations -> an action (a reinforcement-learning agent's policy)",
+    serving_default="observation float32 [N,*obs] -> action (int64 [N] for discrete actions, "
+    "float32 [N,A] within the action bounds for continuous ones; deterministic: argmax or the "
+    "mean), and the network's own outputs (logits / q_values / value)",
+    act="observation float32 [N,*obs] -> action: the deterministic action alone",
+)
+_kind(
+    "sequential_recommendation",
+    "a history of item ids -> the next item (SASRec)",
+    serving_default="history int32 [N,T] (item ids, left-padded with 0, the most recent last) -> "
+    "scores float32 [N,V+1] for the next item (index 0 is padding)",
+    recommend="history int32 [N,L] (any L; 0 pads) -> item_ids int64 [N,k], scores float32 [N,k]: "
+    "the top k by brute force over the whole item table, the history's own items excluded",
+)
+_kind(
+    "retrieval",
+    "users and items in one embedding space (two towers)",
+    serving_default="user_id int32 [N], item_id int32 [N] -> user_embedding, item_embedding "
+    "float32 [N,D], score float32 [N]",
+    recommend="user_id int32 [N] -> item_ids int64 [N,k], scores float32 [N,k]: the top k of the "
+    "item index in the graph (brute force), the user's training items excluded",
+)
+_kind(
+    "ranking",
+    "a (user, item) pair -> the probability of an interaction (DCN-v2)",
+    serving_default="user_id int32 [N], item_id int32 [N] -> probability float32 [N]",
+    recommend="user_id int32 [N] -> item_ids int64 [N,k], scores float32 [N,k]: every item "
+    "scored, the top k, the user's training items excluded",
+)
+_kind(
+    "speech_recognition",
+    "a recording -> its transcript (CTC: spoken digit strings)",
+    serving_default="waveform float32 [N,L] (-1..1 at the model's sample rate, L its clip length: "
+    "the recording at the start, zero-padded or cut) -> probabilities float32 [N,T,K] per frame "
+    "(K-1 tokens, the blank last; what TFLite converts)",
+    transcribe_audio_bytes="audio_bytes string [N] (16-bit PCM WAV at the model's sample rate, "
+    "up to its clip length) -> text string [N] (tokens joined by spaces, CTC beam search), "
+    "greedy_text string [N] (greedy CTC)",
+)
