@@ -4,8 +4,10 @@ A source is a tfds data set (`mnist`, `cifar10`, `tiny_shakespeare`, ...), an im
 (`folder:PATH` holding `PATH/<split>/<label>/<image>`), a sample bundled with the project
 (`sample:mnist5k`, training/samples/), or scenes or clips made from the digits of one of these
 (`digit_scenes:SOURCE?count=N&seed=S`, training/scenes.py; `moving_digits:SOURCE?...`,
-training/moving_digits.py). Whichever, a split loads as a tf.data.Dataset of feature dicts
-described by a tfds `FeaturesDict`, so a task reads them all the same way.
+training/moving_digits.py), or spoken digit strings made from recordings of single digits
+(`digit_strings:SOURCE?count=N&seed=S&max_seconds=X`, training/digit_strings.py). Whichever, a
+split loads as a tf.data.Dataset of feature dicts described by a tfds `FeaturesDict`, so a task
+reads them all the same way.
 
 Offline: `TFDS_DATA_DIR` points at prepared data, `TFDS_MANUAL_DIR` at original download files
 (tfds checks their checksums and prepares them). With neither and no network, loading stops with a
@@ -66,11 +68,29 @@ class Source:
 
 
 def open_source(spec: str, fallback: str | None = None) -> Source:
-    """`mnist`, `ted_hrlr_translate/pt_to_en`, `folder:PATH` or `sample:NAME`.
+    """`mnist`, `ted_hrlr_translate/pt_to_en`, `folder:PATH`, `sample:NAME`, or data made from
+    another source (`digit_scenes:`, `moving_digits:`, `digit_strings:`).
 
     `fallback` (a recipe's `data.fallback`): the source to open when the tfds data set `spec`
-    cannot be prepared here (NotPrepared); one line on stderr says so. A bundled sample stands in
-    only for the data set it samples (`--dataset fashion_mnist` never trains on MNIST digits)."""
+    (or the one it is made from) cannot be prepared here (NotPrepared); one line on stderr says
+    so. A bundled sample stands in only for the data set it samples (`--dataset fashion_mnist`
+    never trains on MNIST digits)."""
+    try:
+        return _open(spec)
+    except NotPrepared as e:
+        if not fallback or not _stands_in_for(fallback, spec):
+            raise
+        source = open_source(fallback)
+        note = f"note: training on {fallback} instead of {spec} ({source.description}): {e}"
+        print(note, file=sys.stderr)
+        return source
+
+
+def _open(spec: str) -> Source:
+    if spec.startswith("digit_strings:"):
+        from training import digit_strings
+
+        return digit_strings.from_spec(spec[len("digit_strings:") :])
     if spec.startswith("digit_scenes:"):
         return _scenes_source(spec[len("digit_scenes:") :])
     if spec.startswith("moving_digits:"):
@@ -79,15 +99,7 @@ def open_source(spec: str, fallback: str | None = None) -> Source:
         return _folder_source(pathlib.Path(spec[len("folder:") :]).expanduser())
     if spec.startswith("sample:"):
         return _sample_source(spec[len("sample:") :])
-    try:
-        return _tfds_source(spec)
-    except NotPrepared as e:
-        if not fallback or not _stands_in_for(fallback, spec):
-            raise
-        source = open_source(fallback)
-        note = f"note: training on {fallback} instead of {spec} ({source.description}): {e}"
-        print(note, file=sys.stderr)
-        return source
+    return _tfds_source(spec)
 
 
 def _stands_in_for(fallback: str, name: str) -> bool:

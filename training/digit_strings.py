@@ -13,8 +13,12 @@ recognition, by these rules:
 `count` strings per split; by default as many as the split has recordings (each recording is
 in about 4.5 strings). The speaker is the second field of the file name (`audio/filename`).
 
-The task (training/tasks/speech_recognition.py) builds them from the digit folder a recipe
-names; `source()` returns a normal data source (`audio` int64 PCM, `transcript`, `speaker`).
+A data source like `digit_scenes:` (training/data.py opens it):
+
+    digit_strings:SOURCE?count=N&seed=S&max_seconds=X
+
+SOURCE is labelled single-digit recordings with file names (`folder:` of FSDD, tfds
+`spoken_digit`); the source's features are `audio` (int64 PCM), `transcript`, `speaker`.
 """
 
 import zlib
@@ -73,6 +77,25 @@ def build(recordings, labels, speakers, names, count, rng, rate, max_samples=Non
     return out
 
 
+def from_spec(spec: str) -> Source:
+    """`SOURCE?count=N&seed=S&max_seconds=X` (each optional) -> the strings of SOURCE."""
+    from training.data import open_source
+
+    inner, _, query = spec.partition("?")
+    options = {}
+    for part in filter(None, query.split("&")):
+        key, _, value = part.partition("=")
+        try:
+            options[key] = (float if key == "max_seconds" else int)(value)
+        except ValueError:
+            options[key] = None
+        if key not in ("count", "seed", "max_seconds") or options[key] is None:
+            raise DataError(
+                f"digit_strings:{spec}: expected ?count=N&seed=S&max_seconds=X, not {part!r}"
+            )
+    return source(open_source(inner), **options)
+
+
 def source(digits: Source, count=None, seed=0, max_seconds=None) -> Source:
     """The digit strings of `digits` (a labelled audio source with `audio/filename`)."""
     keys = set(digits.features.keys())
@@ -120,6 +143,7 @@ def source(digits: Source, count=None, seed=0, max_seconds=None) -> Source:
 
         return ds.map(features_of, num_parallel_calls=AUTOTUNE, deterministic=True)
 
-    spec = f"{digits.name}?count={count}&seed={seed}"
+    given = {"count": count, "seed": seed, "max_seconds": max_seconds}
+    spec = digits.name + "?" + "&".join(f"{k}={v}" for k, v in given.items() if v is not None)
     description = f"spoken digit strings from {digits.description or digits.name}"
     return Source(f"digit_strings:{spec}", features, digits.splits, load, description)

@@ -76,7 +76,8 @@ def test_strings_follow_the_rules():
 def test_real_strings_are_seeded_and_fit_the_clip(spoken):
     digits = data.open_source(spoken)
     a = digit_strings.source(digits, count=30, seed=1, max_seconds=3.0)
-    b = digit_strings.source(digits, count=30, seed=1, max_seconds=3.0)
+    b = data.open_source(f"digit_strings:{spoken}?count=30&seed=1&max_seconds=3")
+    assert b.name == a.name and set(b.features.keys()) == {"audio", "transcript", "speaker"}
     first = list(a.load("test").as_numpy_iterator())
     assert [e["transcript"] for e in first] == [
         e["transcript"] for e in b.load("test").as_numpy_iterator()
@@ -86,6 +87,8 @@ def test_real_strings_are_seeded_and_fit_the_clip(spoken):
     assert test_speakers <= {"george", "jackson", "lucas", "nicolas", "yweweler"}
     with pytest.raises(data.DataError, match="too few strings"):
         list(digit_strings.source(digits, count=5, max_seconds=0.3).load("test"))
+    with pytest.raises(data.DataError, match="expected"):
+        data.open_source(f"digit_strings:{spoken}?count=many")
 
 
 def test_error_rates_are_jiwer_s():
@@ -99,7 +102,7 @@ def test_error_rates_are_jiwer_s():
 
 def test_the_task_refuses_a_source_without_transcripts(spoken):
     source = data.open_source("sample:mnist5k")
-    with pytest.raises(ValueError, match="speech recognition needs"):
+    with pytest.raises(ValueError, match="no `audio` and `transcript`"):
         get_task("speech_recognition")({"clip_seconds": 2.0}, source)
 
 
@@ -116,10 +119,9 @@ def asr(spoken, tmp_path_factory):
     recipe = recipes.resolve(
         MODEL,
         [
-            f"data.fallback={spoken}",
+            f"data.fallback=digit_strings:{spoken}?count=192&max_seconds=3",
             "run.tiny=true",
             "task.clip_seconds=3.0",
-            "task.strings=192",
             "task.noise=[]",
             "task.beam_width=4",
             "train.epochs=4",

@@ -1,11 +1,10 @@
 """Speech recognition with CTC (Graves et al. 2006): a recording -> its transcript.
 
-The source is either a data set with `audio` and a `transcript` (tokens separated by spaces;
-`task.tokens` lists the vocabulary), or labelled single-digit recordings (a `folder:` of the
-Free Spoken Digit Dataset), which become spoken digit strings (training/digit_strings.py: 2-7
-recordings of one speaker from one split, 50-300 ms of silence between them, "4 0 7 1"),
-`task.strings` of them per split (default: as many as recordings), seeded by
-`task.strings_seed`; the vocabulary is then the digits' labels.
+The source is a data set with `audio` and a `transcript` (tokens separated by spaces): offline,
+`digit_strings:<spoken digits>` (training/digit_strings.py: 2-7 recordings of one speaker from
+one split, 50-300 ms of silence between them, "4 0 7 1"). The vocabulary is `task.tokens`, by
+default every token of the training transcripts (sorted), and `max_labels` (the padded label
+length) by default the longest training transcript's.
 
 Each recording becomes a float waveform in -1..1 at the START of `clip_seconds` (zero-padded;
 a longer one is an error when the strings are built, and is refused by the export), its
@@ -24,7 +23,6 @@ import jiwer
 import numpy as np
 import tensorflow as tf
 
-from training import digit_strings
 from training.tasks.base import EXAMPLES, Task, apply_gradients, regularization_loss
 
 
@@ -61,28 +59,24 @@ class SpeechRecognition(Task):
         super().__init__(config, source)
         keys = set(source.features.keys())
         self.clip_seconds = float(config.get("clip_seconds", 5.0))
-        if "transcript" not in keys:
-            if not {"audio", "label"} <= keys:
-                raise ValueError(
-                    f"{source.name} has neither `audio` + `transcript` nor labelled recordings "
-                    "(`audio` + `label`): speech recognition needs one of them"
-                )
-            tokens = source.class_names
-            source = digit_strings.source(
-                source,
-                count=config.get("strings"),
-                seed=int(config.get("strings_seed", 0)),
-                max_seconds=self.clip_seconds,
+        if not {"audio", "transcript"} <= keys:
+            hint = (
+                " (recordings of single digits: digit_strings:<source>)" if "label" in keys else ""
             )
-            max_labels = digit_strings.MAX_DIGITS
-        else:
-            tokens = config.get("tokens")
-            if not tokens:
-                raise ValueError(f"{source.name}: a transcript source needs task.tokens")
-            max_labels = int(config.get("max_labels", 64))
-        self.source = source
+            raise ValueError(
+                f"{source.name} has no `audio` and `transcript` to recognize speech from{hint}"
+            )
+        tokens, max_labels = config.get("tokens"), config.get("max_labels")
+        if not tokens or not max_labels:
+            split = config.get("vocab_split", "train")
+            transcripts = [
+                t.decode().split()
+                for t in source.load(split).map(lambda e: e["transcript"]).as_numpy_iterator()
+            ]
+            tokens = tokens or sorted({w for t in transcripts for w in t})
+            max_labels = max_labels or max(map(len, transcripts), default=1)
         self.tokens = [str(t) for t in tokens]
-        self.max_labels = int(config.get("max_labels", max_labels))
+        self.max_labels = int(max_labels)
         self.sample_rate = int(source.features["audio"].sample_rate or config.get("sample_rate"))
         self.clip_samples = int(round(self.clip_seconds * self.sample_rate))
         self.image_shape = (self.clip_samples,)  # what calibration and export_info read
@@ -228,4 +222,5 @@ class SpeechRecognition(Task):
             "clip_samples": self.clip_samples,
             "sample_rate": self.sample_rate,
             "beam_width": self.beam_width,
+            "tflite_float_layers": ["log_mel"],  # as audio_classification's
         }
