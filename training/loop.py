@@ -74,7 +74,7 @@ def train(recipe, *, logdir="runs", resume_dir=None, verbose=True) -> RunResult:
     run = None
     try:
         run = _setup(recipe, logdir, resume_dir, verbose)
-        with _sigterm_flag() as stop:
+        with sigterm_flag() as stop:
             while run.step < run.total_steps:
                 _epoch(run, stop)
         return _finish(run)
@@ -102,7 +102,7 @@ class _Run:
     run_dir: pathlib.Path
     manager: tf.train.CheckpointManager
     step_var: tf.Variable
-    writers: "_Writers"
+    writers: "Writers"
     progress: "_Progress"
     extensions: list  # training/extensions/ that the recipe enables
     frozen: list  # layers that train.freeze holds still for the first freeze_steps (0: always)
@@ -210,7 +210,7 @@ def _setup(recipe, logdir, resume_dir, verbose) -> _Run:
         (run_dir / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
         if report is not None:
             (run_dir / "init_report.json").write_text(report.to_json())
-    writers = _Writers(run_dir, chief)
+    writers = Writers(run_dir, chief)
     if chief and not resume_dir:
         writers.hparams(recipe, f"{recipe['name']}/{run_dir.name}")
     say(
@@ -323,14 +323,14 @@ def _epoch(run: _Run, stop):
         kept = run.model
         for extension in reversed(run.extensions):
             kept = extension.unwrap(kept)
-        _save_model(kept, run.run_dir / "model.keras")
+        save_model(kept, run.run_dir / "model.keras")
     done = run.step - epoch_start
     partial = ""
     if done < run.steps_per_epoch:
         partial = f" (partial: {done} of {run.steps_per_epoch} steps, max_steps reached)"
     run.say(
-        f"{title}{partial}: {done} steps in {seconds:.1f} s; train {_shown(train_metrics)}"
-        f" | validation {_shown(run.metrics)}"
+        f"{title}{partial}: {done} steps in {seconds:.1f} s; train {format_metrics(train_metrics)}"
+        f" | validation {format_metrics(run.metrics)}"
     )
 
 
@@ -361,7 +361,7 @@ def _finish(run: _Run) -> RunResult:
         (run.run_dir / "export_info.json").write_text(json.dumps(info, indent=2) + "\n")
         summary = {"steps": run.step, "seconds": round(seconds, 2), "validation": run.metrics}
         (run.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-    run.say(f"done: {run.step} steps in {seconds:.1f} s; validation {_shown(run.metrics)}")
+    run.say(f"done: {run.step} steps in {seconds:.1f} s; validation {format_metrics(run.metrics)}")
     return RunResult(run.run_dir, run.step, run.metrics, run.model, seconds, run.chief)
 
 
@@ -471,14 +471,14 @@ class _Progress:
         shown = {k.removeprefix("batch_"): v for k, v in scalars.items() if k.startswith("batch_")}
         speed = f"{scalars['examples_per_second']:.0f} ex/s"
         if self.bar is not None:
-            self.bar.set_postfix_str(f"{_shown(shown, 4)}  {speed}", refresh=False)
+            self.bar.set_postfix_str(f"{format_metrics(shown, 4)}  {speed}", refresh=False)
             self.bar.update(done - self.bar.n)
         elif time.time() - self.last_line >= self.seconds and done < self.total:
             self.last_line = time.time()
             elapsed = self.last_line - self.started
             eta = elapsed / max(done, 1) * (self.total - done)
             print(
-                f"{self.title}  step {done}/{self.total}  {_shown(shown, 4)}  {speed}  "
+                f"{self.title}  step {done}/{self.total}  {format_metrics(shown, 4)}  {speed}  "
                 f"{elapsed:.0f}s elapsed, ~{eta:.0f}s left",
                 flush=True,
             )
@@ -491,7 +491,7 @@ class _Progress:
         return time.time() - self.started
 
 
-def _shown(metrics: dict, digits=4) -> str:
+def format_metrics(metrics: dict, digits=4) -> str:
     return ", ".join(f"{k} {v:.{digits}g}" for k, v in metrics.items())
 
 
@@ -529,7 +529,7 @@ def _save(run: _Run):
     run.manager.save(checkpoint_number=run.step)
 
 
-def _save_model(model, path: pathlib.Path):
+def save_model(model, path: pathlib.Path):
     tmp = path.with_name(f".{path.name}.tmp.keras")
     model.save(tmp)
     os.replace(tmp, path)
@@ -541,7 +541,7 @@ def _new_run_dir(logdir, recipe_name, chief) -> pathlib.Path:
     return tooling.new_run_dir(logdir, recipe_name)
 
 
-class _Writers:
+class Writers:
     """train/ and validation/ event files (no-op writers off the chief)."""
 
     def __init__(self, run_dir, chief):
@@ -589,7 +589,7 @@ def _flatten(tree, prefix=""):
 
 
 @contextlib.contextmanager
-def _sigterm_flag():
+def sigterm_flag():
     """A list that becomes truthy when SIGTERM arrives (the loop saves and stops)."""
     flag = []
     try:

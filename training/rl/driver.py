@@ -98,7 +98,7 @@ def train(recipe, *, logdir="runs", resume_dir=None, verbose=True) -> loop.RunRe
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         say(f"resuming {run_dir} from {manager.latest_checkpoint}")
     (run_dir / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
-    writers = loop._Writers(run_dir, True)
+    writers = loop.Writers(run_dir, True)
     if not resume_dir:
         writers.hparams(recipe, f"{recipe['name']}/{run_dir.name}")
     step, started = int(step_var.numpy()), time.time()
@@ -110,7 +110,7 @@ def train(recipe, *, logdir="runs", resume_dir=None, verbose=True) -> loop.RunRe
     metrics, observations = {}, None
     agent.start(step)
     try:
-        with loop._sigterm_flag() as stop:
+        with loop.sigterm_flag() as stop:
             while step < total:
                 epoch = step // per_epoch
                 end = min((epoch + 1) * per_epoch, total)
@@ -147,7 +147,7 @@ def train(recipe, *, logdir="runs", resume_dir=None, verbose=True) -> loop.RunRe
                 writers.flush()
                 _save(manager, step_var, step)
                 if better or not cfg["keep_best"] or not (run_dir / "model.keras").is_file():
-                    loop._save_model(agent.model, run_dir / "model.keras")
+                    loop.save_model(agent.model, run_dir / "model.keras")
                     np.savez_compressed(
                         run_dir / "calibration.npz",
                         representative=observations,
@@ -174,7 +174,8 @@ def train(recipe, *, logdir="runs", resume_dir=None, verbose=True) -> loop.RunRe
     (run_dir / "export_info.json").write_text(json.dumps(export_info, indent=2) + "\n")
     summary = {"steps": step, "seconds": round(seconds, 2), "validation": metrics}
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-    say(f"done: {step} environment steps in {seconds:.1f} s; evaluation {loop._shown(metrics)}")
+    shown = loop.format_metrics(metrics)
+    say(f"done: {step} environment steps in {seconds:.1f} s; evaluation {shown}")
     return loop.RunResult(run_dir, step, metrics, agent.model, seconds, True)
 
 
