@@ -81,6 +81,21 @@ class Task:
         return {}
 
 
+def image_shape(source, key="image", size=None) -> tuple:
+    """(height, width, channels) of a source's images: `size` ([H, W], a task's `image_size`, to
+    resize to) when given, else the data set's own; ValueError when neither fixes it."""
+    shape = tuple(source.features[key].shape)
+    if size:
+        if len(size) != 2 or min(size) < 8:
+            raise ValueError(f"task.image_size={size}: expected [height, width], each >= 8")
+        shape = (int(size[0]), int(size[1]), int(shape[-1]))
+    if None in shape:
+        raise ValueError(
+            f"data set {source.name} has images of varying size: set task.image_size=[H,W]"
+        )
+    return shape
+
+
 def apply_gradients(optimizer, tape, loss, variables):
     """Gradients of `loss` (scaled for float16 loss scaling) applied to `variables`."""
     with tape:  # the scaling is recorded too: outside the tape the scaled loss has no gradient

@@ -35,7 +35,7 @@ from evaluation import captioning as scoring
 from textkit import END, START, WordpieceTokenizer, pack
 from training import summaries
 from training.data import Source
-from training.tasks.base import Task
+from training.tasks.base import Task, image_shape
 from training.tasks.classification import warp
 from training.tasks.text import TeacherForcing, strings, table
 from zoo.multimodal.captioning import encoder_decoder
@@ -54,15 +54,8 @@ class Captioning(TeacherForcing, Task):
         self.caption_key = config.get("caption_key") or self._caption_key(features)
         if self.image_key not in features.keys():
             raise ValueError(f"data set {source.name} has no {self.image_key!r} feature")
-        shape = tuple(features[self.image_key].shape)
         size = config.get("image_size")
-        if size:
-            shape = (int(size[0]), int(size[1]), shape[-1])
-        if None in shape:
-            raise ValueError(
-                f"data set {source.name} has images of varying size: set task.image_size=[H,W]"
-            )
-        self.image_shape, self.resize = shape, bool(size)
+        self.image_shape, self.resize = image_shape(source, self.image_key, size), bool(size)
         self.caption_length = int(config.get("caption_length", 16))
         self.lower_case = bool(config.get("lower_case", True))
         self.decode = config.get("decode", "greedy")

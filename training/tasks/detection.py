@@ -41,7 +41,13 @@ import tensorflow as tf
 from boxkit import per_class_nms, pictures
 from evaluation import detection as metrics_lib
 from training import summaries
-from training.tasks.base import EXAMPLES, Task, apply_gradients, regularization_loss
+from training.tasks.base import (
+    EXAMPLES,
+    Task,
+    apply_gradients,
+    image_shape,
+    regularization_loss,
+)
 from zoo.vision import fcos
 
 AUGMENTATIONS = ("none", "scale", "flip_scale")
@@ -107,15 +113,8 @@ class Detection(Task):
             names = objects.feature["label"].names
         self.class_names = [str(c) for c in names]
         self.num_classes = len(self.class_names)
-        shape = tuple(features[self.image_key].shape)
         size = config.get("image_size")
-        if size:
-            shape = (int(size[0]), int(size[1]), shape[-1])
-        if None in shape:
-            raise ValueError(
-                f"data set {source.name} has images of varying size: set task.image_size=[H,W]"
-            )
-        self.image_shape, self.resize = shape, bool(size)
+        self.image_shape, self.resize = image_shape(source, self.image_key, size), bool(size)
         self.max_objects = int(config.get("max_objects", 100))
         self.augmentation = config.get("augment", "none")
         if self.augmentation not in AUGMENTATIONS:

@@ -51,7 +51,13 @@ import textkit
 from textkit import BERT_TOKENS, CLS, SEP, WordpieceTokenizer, pack
 from training import data, vqa_questions
 from training.scenes import CANVAS, WORDS
-from training.tasks.base import EXAMPLES, Task, apply_gradients, regularization_loss
+from training.tasks.base import (
+    EXAMPLES,
+    Task,
+    apply_gradients,
+    image_shape,
+    regularization_loss,
+)
 from training.tasks.text import strings, table
 from zoo.multimodal.clip import towers
 
@@ -128,16 +134,7 @@ class _ImageText(Task):
         c = config
         self.seq_len = int(c.get("seq_len", 16))
         self.lower_case = bool(c.get("lower_case", True))
-        size = c.get("image_size")
-        channels = source.features[self.image_key].shape[-1]
-        if size is not None:
-            if len(size) != 2 or min(size) < 8:
-                raise ValueError(f"task.image_size={size}: expected [height, width], each >= 8")
-            self.image_shape = (int(size[0]), int(size[1]), int(channels))
-        else:
-            self.image_shape = tuple(int(d) for d in source.features[self.image_key].shape)
-            if None in self.image_shape:
-                raise ValueError("images of different sizes: set task.image_size=[H, W]")
+        self.image_shape = image_shape(source, self.image_key, c.get("image_size"))
         if self.seq_len < 3:
             raise ValueError(f"task.seq_len={self.seq_len}: expected at least 3 ([CLS] x [SEP])")
         texts = self.vocabulary_texts(c.get("vocab_split", "train"))

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from evaluation import segmentation as metrics_lib
 from training import summaries
-from training.tasks.base import Task, apply_gradients, regularization_loss
+from training.tasks.base import Task, apply_gradients, image_shape, regularization_loss
 
 AUGMENTATIONS = ("none", "scale", "flip_scale")
 PALETTE = np.array(
@@ -69,15 +69,7 @@ class Segmentation(Task):
         self.mask_offset = int(config.get("mask_offset", 0))
         self.background = int(config.get("background", 0))
         size = config.get("image_size")
-        shape = tuple(features[self.image_key].shape)
-        if size:
-            shape = (int(size[0]), int(size[1]), shape[-1])
-        if None in shape:
-            raise ValueError(
-                f"data set {source.name} has images of varying size: set task.image_size=[H,W]"
-            )
-        self.image_shape = shape
-        self.resize = bool(size)
+        self.image_shape, self.resize = image_shape(source, self.image_key, size), bool(size)
         self.dice = float(config.get("dice", 0.0))
         self.augmentation = config.get("augment", "none")
         if self.augmentation not in AUGMENTATIONS:
