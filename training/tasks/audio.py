@@ -109,4 +109,6 @@ class AudioClassification(Classification):
             "class_names": self.class_names,
             "clip_samples": self.clip_samples,
             "sample_rate": self.sample_rate,
+            # the front end (zoo/audio/frontend.py) stays float in the int8 TFLite file
+            "tflite_float_layers": ["log_mel"],
         }
