@@ -9,9 +9,10 @@ float32, float16 and int8 (its `log_mel` front end kept float, the rest int8) gi
 SavedModel's 0.988; dynamic-range 0.868 (the mel and DCT matrices lose their small weights).
 The features are 13 MFCCs normalized per utterance and bin (cepstral mean and variance
 normalization): on a speaker never heard they generalize where log-mels do not. Leave one
-speaker out (`make crossval-ds_cnn`, 30 epochs a fold): george 0.788, jackson 0.650 with these
-features; with 40 log-mels 0.412 (george, not normalized) and 0.496 (george, normalized). The
-issue's 0.90 mean over the five speakers is not reached. Earlier: 40 log-mels, not normalized,
+speaker out (`make crossval-ds_cnn --set train.epochs=30`, 1,023 CPU seconds for the five
+folds): george 0.788, jackson 0.650, lucas 0.848, nicolas 0.804, yweweler 0.900, mean 0.798
+with these features; with 40 log-mels george gave 0.412 (not normalized) and 0.496
+(normalized). The issue's 0.90 mean is not reached. Earlier: 40 log-mels, not normalized,
 0.940 after 30 epochs and 0.988 after 60 (964 CPU seconds, int8 collapsing to 0.208). With
 Keras' batch-normalization momentum (0.99) the validation accuracy stayed at chance for the
 first 7 epochs (35 steps each: the moving statistics, far from zero mean, lag behind), hence 0.9.
