@@ -9,7 +9,7 @@ float32, float16 and int8 (its `log_mel` front end kept float, the rest int8) gi
 SavedModel's 0.988; dynamic-range 0.868 (the mel and DCT matrices lose their small weights).
 The features are 13 MFCCs normalized per utterance and bin (cepstral mean and variance
 normalization): on a speaker never heard they generalize where log-mels do not. Leave one
-speaker out (`make crossval-ds_cnn --set train.epochs=30`, 1,023 CPU seconds for the five
+speaker out (`make crossval-ds_cnn ARGS="--set train.epochs=30"`, 1,023 CPU seconds, five
 folds): george 0.788, jackson 0.650, lucas 0.848, nicolas 0.804, yweweler 0.900, mean 0.798
 with these features; with 40 log-mels george gave 0.412 (not normalized) and 0.496
 (normalized). The issue's 0.90 mean is not reached. Earlier: 40 log-mels, not normalized,
