@@ -259,27 +259,10 @@ def main(argv=None) -> int:
     if missing:
         print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    port = args.port or (8500 if args.grpc else 8501)
     try:
-        if args.grpc:
-            client = GrpcClient(args.host, port, args.timeout, args.model)
-            version, signatures = client.metadata(args.version, args.label)
-            signature = choose_signature(signatures, args.files, args.signature)
-            inputs = build_inputs(signatures[signature], args.files)
-            version, outputs = client.predict(
-                args.version or version, args.label, signature, inputs
-            )
-        else:
-            client = RestClient(args.host, port, args.timeout)
-            suffix = (
-                f"/versions/{args.version}"
-                if args.version is not None
-                else (f"/labels/{args.label}" if args.label else "")
-            )
-            version, signatures = client.metadata(args.model, suffix)
-            signature = choose_signature(signatures, args.files, args.signature)
-            inputs = build_inputs(signatures[signature], args.files)
-            outputs = client.predict(args.model, suffix, signature, inputs)
+        version, signature, outputs = _ask(
+            args, args.signature, lambda spec: build_inputs(spec, args.files)
+        )
     except (ClientError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -295,6 +278,30 @@ def main(argv=None) -> int:
         return 2
     _print(args, version, signature, outputs)
     return 0
+
+
+def _ask(args, requested, make_inputs):
+    """Read the model's metadata, choose the signature (`requested`, else by args.files) and
+    call it with `make_inputs(its signature_def)`, over gRPC or REST: (version, signature,
+    outputs)."""
+    port = args.port or (8500 if args.grpc else 8501)
+    if args.grpc:
+        client = GrpcClient(args.host, port, args.timeout, args.model)
+        version, signatures = client.metadata(args.version, args.label)
+        signature = choose_signature(signatures, args.files, requested)
+        inputs = make_inputs(signatures[signature])
+        version, outputs = client.predict(args.version or version, args.label, signature, inputs)
+        return version, signature, outputs
+    client = RestClient(args.host, port, args.timeout)
+    suffix = (
+        f"/versions/{args.version}"
+        if args.version is not None
+        else (f"/labels/{args.label}" if args.label else "")
+    )
+    version, signatures = client.metadata(args.model, suffix)
+    signature = choose_signature(signatures, args.files, requested)
+    inputs = make_inputs(signatures[signature])
+    return version, signature, client.predict(args.model, suffix, signature, inputs)
 
 
 def _print_detections(args, version, signature, outputs):
@@ -382,25 +389,8 @@ def _recommend(args) -> int:
         inputs, asked = {"history": np.array([ids], np.int32)}, f"history {args.history}"
     else:
         inputs, asked = {"user_id": np.array([args.user], np.int32)}, f"user {args.user}"
-    port = args.port or (8500 if args.grpc else 8501)
     try:
-        if args.grpc:
-            client = GrpcClient(args.host, port, args.timeout, args.model)
-            version, signatures = client.metadata(args.version, args.label)
-            signature = choose_signature(signatures, [], args.signature or "recommend")
-            version, outputs = client.predict(
-                args.version or version, args.label, signature, inputs
-            )
-        else:
-            client = RestClient(args.host, port, args.timeout)
-            suffix = (
-                f"/versions/{args.version}"
-                if args.version is not None
-                else (f"/labels/{args.label}" if args.label else "")
-            )
-            version, signatures = client.metadata(args.model, suffix)
-            signature = choose_signature(signatures, [], args.signature or "recommend")
-            outputs = client.predict(args.model, suffix, signature, inputs)
+        version, signature, outputs = _ask(args, args.signature or "recommend", lambda _: inputs)
     except (ClientError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
