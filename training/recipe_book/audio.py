@@ -40,9 +40,7 @@ add(
         "name": "ds_cnn",
         "overrides": {
             "batch_norm_momentum": 0.9,
-            "features": "mfcc",
-            "mfcc": 13,
-            "normalize": "bins",
+            "front": {"features": "mfcc", "mfcc": 13, "normalize": "bins"},
         },
     },
     data=SPOKEN_DIGITS,
@@ -102,7 +100,7 @@ add(
     description="CRNN + CTC transcribing spoken digit strings (2-7 digits of one FSDD speaker); "
     "greedy and beam decoding, CER/WER by jiwer.",
     # unrolled GRUs (the same weights) convert to TFLite builtins; 20 ms frames: half the steps
-    model={"name": "crnn_ctc", "overrides": {"unroll": True, "hop_ms": 20.0}},
+    model={"name": "crnn_ctc", "overrides": {"unroll": True, "front": {"hop_ms": 20.0}}},
     data=SPOKEN_DIGIT_STRINGS,
     task=SPOKEN_DIGIT_STRINGS_TASK,
     optimizer={"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "schedule": "cosine"},
@@ -114,7 +112,7 @@ add(
     description="Small Conformer (4 blocks, 96 wide) + CTC transcribing spoken digit strings; "
     "greedy and beam decoding, CER/WER by jiwer.",
     # frames every 20 ms (a digit lasts ~0.45 s): half the work of 10 ms, enough frames for CTC
-    model={"name": "conformer_ctc", "overrides": {"hop_ms": 20.0}},
+    model={"name": "conformer_ctc", "overrides": {"front": {"hop_ms": 20.0}}},
     data=SPOKEN_DIGIT_STRINGS,
     task=SPOKEN_DIGIT_STRINGS_TASK,
     optimizer={

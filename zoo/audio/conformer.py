@@ -31,7 +31,7 @@ CITATION = (
     "Gulati et al. 2020, Conformer: Convolution-augmented Transformer for Speech Recognition, "
     "arXiv:2005.08100"
 )
-TINY = {"dim": 16, "blocks": 1, "heads": 2, "kernel_size": 7, "spec_augment": False}
+TINY = {"dim": 16, "blocks": 1, "heads": 2, "kernel_size": 7, "front": {"spec_augment": False}}
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -104,31 +104,18 @@ def conformer(
     heads=4,
     kernel_size=15,
     subsampling_filters=64,
-    features="log_mel",
-    num_mel_bins=40,
-    mfcc=13,
-    frame_ms=25.0,
-    hop_ms=10.0,
-    spec_augment=True,
-    normalize="bins",
+    front=None,
     dropout=0.1,
     batch_norm_momentum=0.9,
     classifier_activation="softmax",
     name=None,
 ):
-    """Conformer encoder (small): a classifier, or per-frame CTC logits."""
+    """Conformer encoder (small): a classifier, or per-frame CTC logits.
+
+    `front`: the front end's options (frontend.front_end: features, mfcc, normalize, hop_ms,
+    vtlp, spec_augment, ...)."""
     waveform = keras.Input(shape=input_shape, name="waveform")
-    x = front_end(
-        waveform,
-        sampling_rate,
-        features,
-        num_mel_bins,
-        mfcc,
-        frame_ms,
-        hop_ms,
-        spec_augment,
-        normalize,
-    )
+    x = front_end(waveform, sampling_rate, **(front or {}))
     for i in range(2):
         x = layers.Conv2D(
             subsampling_filters, 3, strides=2, padding="same", name=f"subsample{i + 1}_conv"

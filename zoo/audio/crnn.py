@@ -30,7 +30,7 @@ TINY = {
     "rnn_units": 16,
     "rnn_layers": 1,
     "projection": 32,
-    "spec_augment": False,
+    "front": {"spec_augment": False},
     "batch_norm_momentum": 0.9,
 }
 
@@ -77,31 +77,18 @@ def crnn(
     rnn_units=96,
     rnn_layers=2,
     unroll=False,
-    features="log_mel",
-    num_mel_bins=40,
-    mfcc=13,
-    frame_ms=25.0,
-    hop_ms=10.0,
-    spec_augment=True,
-    normalize="bins",
+    front=None,
     dropout=0.2,
     batch_norm_momentum=0.9,
     classifier_activation="softmax",
     name=None,
 ):
-    """CRNN (conv blocks + bidirectional GRU/LSTM): a classifier, or per-frame CTC logits."""
+    """CRNN (conv blocks + bidirectional GRU/LSTM): a classifier, or per-frame CTC logits.
+
+    `front`: the front end's options (frontend.front_end: features, mfcc, normalize, hop_ms,
+    vtlp, spec_augment, ...)."""
     waveform = keras.Input(shape=input_shape, name="waveform")
-    x = front_end(
-        waveform,
-        sampling_rate,
-        features,
-        num_mel_bins,
-        mfcc,
-        frame_ms,
-        hop_ms,
-        spec_augment,
-        normalize,
-    )
+    x = front_end(waveform, sampling_rate, **(front or {}))
     for i, f in enumerate(filters):
         x = _conv_block(x, f, batch_norm_momentum, f"block{i + 1}")
     frames, bins, channels = x.shape[1], x.shape[2], x.shape[3]

@@ -15,6 +15,8 @@ from zoo.registry import register
 from zoo.vision._common import classifier
 
 CITATION = "Zhang et al. 2017, Hello Edge: Keyword Spotting on Microcontrollers, arXiv:1711.07128"
+# Hello Edge's features unless `front` says otherwise: 10 MFCCs when asked for, not normalized
+FRONT = {"mfcc": 10, "normalize": False}
 
 
 def _ds_block(x, filters, stride, momentum, name):
@@ -33,7 +35,7 @@ def _ds_block(x, filters, stride, momentum, name):
     task="audio_classification",
     input_shape=(16000,),
     citation=CITATION,
-    tiny={"filters": 16, "blocks": 2, "spec_augment": False, "batch_norm_momentum": 0.9},
+    tiny={"filters": 16, "blocks": 2, "front": {"spec_augment": False}, "batch_norm_momentum": 0.9},
 )
 def ds_cnn(
     input_shape=(16000,),
@@ -42,31 +44,18 @@ def ds_cnn(
     filters=64,
     blocks=4,
     first_stride=(2, 2),
-    features="log_mel",
-    num_mel_bins=40,
-    mfcc=10,
-    frame_ms=25.0,
-    hop_ms=10.0,
-    spec_augment=True,
-    normalize=False,
+    front=None,
     dropout=0.2,
     batch_norm_momentum=0.99,
     classifier_activation="softmax",
     name="ds_cnn",
 ):
-    """DS-CNN keyword spotter (Hello Edge), S size by default."""
+    """DS-CNN keyword spotter (Hello Edge), S size by default.
+
+    `front`: the front end's options (frontend.front_end: features, mfcc, normalize, hop_ms,
+    vtlp, spec_augment, ...)."""
     waveform = keras.Input(shape=input_shape, name="waveform")
-    x = front_end(
-        waveform,
-        sampling_rate,
-        features,
-        num_mel_bins,
-        mfcc,
-        frame_ms,
-        hop_ms,
-        spec_augment,
-        normalize,
-    )
+    x = front_end(waveform, sampling_rate, **{**FRONT, **(front or {})})
     x = layers.Conv2D(
         filters, (10, 4), strides=first_stride, padding="same", use_bias=False, name="conv1"
     )(x)

@@ -8,6 +8,10 @@
   normalization), "utterance" all of them with one mean and variance, False not at all.
   Keras' own `power_to_db` is not used: it clips at the *batch's* maximum, so an example's
   features would depend on what it is batched with.
+- `warp` > 0: vocal tract length perturbation in training only (VTLP, Jaitly & Hinton 2013):
+  each utterance's power spectrum is stretched along frequency by a factor drawn from
+  [1 - warp, 1 + warp] before the mel filters (piecewise linear, so the Nyquist frequency stays
+  put), as if a speaker with a longer or shorter vocal tract had said it. Inference is unwarped.
 - `SpecAugment` (Park et al. 2019): in training only, `time_masks` bands of up to `time_width`
   frames and `freq_masks` bands of up to `freq_width` bins set to zero (the normalized mean).
 - `fit_length`: a waveform centred in `length` samples (cropped about its middle, or padded with
@@ -53,9 +57,14 @@ class LogMel(layers.Layer):
         mfcc=0,
         normalize=True,
         min_freq=20.0,
+        warp=0.0,
+        seed=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.warp, self.seed = float(warp), seed
+        # a seed state only where it is used, so unwarped models keep their variables
+        self.generator = keras.random.SeedGenerator(seed) if self.warp else None
         self.sampling_rate, self.frame_ms, self.hop_ms = sampling_rate, frame_ms, hop_ms
         self.num_mel_bins, self.mfcc, self.normalize, self.min_freq = (
             num_mel_bins,
@@ -78,6 +87,7 @@ class LogMel(layers.Layer):
             name=f"{self.name}_mel",
         )
         self.dct = dct_matrix(num_mel_bins, mfcc) if mfcc else None
+        self.frame, self.fft_length = frame, 1 << (frame - 1).bit_length()
 
     def build(self, input_shape):
         self.mel.build(input_shape)  # no weights: the mel filters are computed in the graph
@@ -86,9 +96,46 @@ class LogMel(layers.Layer):
     def frames(self, samples):
         return samples // self.hop + 1  # stft with centre padding
 
-    def call(self, waveform):
-        mel = self.mel(ops.cast(waveform, "float32"))  # [N, bins, frames]
-        features = ops.log(ops.transpose(mel, (0, 2, 1)) + 1e-6)
+    def warped_mel(self, waveform, alpha):
+        """[N, frames, bins] mel energies of each utterance's spectrum stretched by its factor
+        `alpha` [N]: the energy at frequency f moves to alpha*f below a knee at 0.9 Nyquist
+        * min(alpha, 1), and linearly from there to the Nyquist frequency, which stays put."""
+        real, imag = ops.stft(
+            waveform, self.frame, self.hop, self.fft_length, window="hann", center=True
+        )
+        power = real * real + imag * imag  # [N, frames, K], as MelSpectrogram's (mag_exp 2)
+        k = power.shape[-1]
+        top = float(k - 1)
+        alpha = ops.reshape(ops.cast(alpha, "float32"), (-1, 1, 1))
+        knee = 0.9 * top * ops.minimum(alpha, 1.0) / alpha
+        target = ops.cast(ops.arange(k), "float32")[None, None, :]  # bin g of the warped
+        # the source bin whose energy lands on g: the inverse of the piecewise linear warp
+        source = ops.where(
+            target <= alpha * knee,
+            target / alpha,
+            knee + (target - alpha * knee) * (top - knee) / (top - alpha * knee),
+        )  # [N, 1, K]
+        bins = ops.cast(ops.arange(k), "float32")[None, :, None]  # [1, K, 1]
+        # linear interpolation as a matrix: warped[g] = sum_j power[j] * hat(j - source[g])
+        interpolate = ops.maximum(0.0, 1.0 - ops.abs(bins - source))  # [N, K(j), K(g)]
+        mel = ops.convert_to_tensor(
+            self.mel.linear_to_mel_weight_matrix(
+                self.num_mel_bins, k, self.sampling_rate, self.min_freq, self.sampling_rate / 2
+            )
+        )  # [K, bins]
+        filters = ops.einsum("njg,gm->njm", interpolate, mel)
+        return ops.einsum("ntj,njm->ntm", power, filters)
+
+    def call(self, waveform, training=False):
+        waveform = ops.cast(waveform, "float32")
+        if training and self.warp:
+            alpha = keras.random.uniform(
+                ops.shape(waveform)[:1], 1 - self.warp, 1 + self.warp, seed=self.generator
+            )
+            features = ops.log(self.warped_mel(waveform, alpha) + 1e-6)
+        else:
+            mel = self.mel(waveform)  # [N, bins, frames]
+            features = ops.log(ops.transpose(mel, (0, 2, 1)) + 1e-6)
         if self.dct is not None:
             features = ops.matmul(features, ops.convert_to_tensor(self.dct))
         if self.normalize:
@@ -112,6 +159,8 @@ class LogMel(layers.Layer):
             "mfcc": self.mfcc,
             "normalize": self.normalize,
             "min_freq": self.min_freq,
+            "warp": self.warp,
+            "seed": self.seed,
         }
 
 
@@ -155,28 +204,42 @@ class SpecAugment(layers.Layer):
         }
 
 
-def front_end(
-    waveform,
-    sampling_rate,
-    features="log_mel",
-    num_mel_bins=40,
-    mfcc=10,
-    frame_ms=25.0,
-    hop_ms=10.0,
-    spec_augment=True,
-    normalize="bins",
-):
+# the front end's options and their defaults (an audio model's `front` dict overrides them)
+FRONT_END = {
+    "features": "log_mel",
+    "num_mel_bins": 40,
+    "mfcc": 13,
+    "frame_ms": 25.0,
+    "hop_ms": 10.0,
+    "spec_augment": True,
+    "normalize": "bins",
+    "vtlp": 0.0,
+}
+
+
+def front_end(waveform, sampling_rate, **options):
     """What every audio model starts with: the waveform's log-mels (or MFCCs, `features="mfcc"`),
-    normalized per utterance, SpecAugmented in training. Layers `log_mel`, `spec_augment`."""
+    normalized per utterance, VTLP-warped (`vtlp`: the largest relative warp; 0: none) and
+    SpecAugmented in training. Layers `log_mel`, `spec_augment`. `options`: FRONT_END's keys;
+    the audio models take them as one dict, `front` (`--set model.overrides.front.vtlp=0.1`)."""
+    unknown = sorted(set(options) - set(FRONT_END))
+    if unknown:
+        raise ValueError(
+            f"unknown audio front-end option(s) {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(FRONT_END)})"
+        )
+    o = {**FRONT_END, **options}
+    features, spec_augment = o["features"], o["spec_augment"]
     if features not in ("log_mel", "mfcc"):
         raise ValueError(f"unknown audio features {features!r} (known: log_mel, mfcc)")
     x = LogMel(
         sampling_rate=sampling_rate,
-        frame_ms=frame_ms,
-        hop_ms=hop_ms,
-        num_mel_bins=num_mel_bins,
-        mfcc=mfcc if features == "mfcc" else 0,
-        normalize=normalize,
+        frame_ms=o["frame_ms"],
+        hop_ms=o["hop_ms"],
+        num_mel_bins=o["num_mel_bins"],
+        mfcc=o["mfcc"] if features == "mfcc" else 0,
+        normalize=o["normalize"],
+        warp=o["vtlp"],
         name="log_mel",
     )(waveform)
     if spec_augment:
