@@ -250,19 +250,3 @@ def test_custom_layers_own_their_registered_names():
         sequence_layers.TimeReverse,
     ):
         assert keras.saving.get_registered_object(f"zoo>{cls.__name__}") is cls
-
-
-def test_grid_sinusoidal_positions_encode_row_and_column():
-    """On a feature map's h*w locations the first half of the channels encodes the row, the
-    second the column: equal along a row (column), different across rows (columns)."""
-    h, w, d = 3, 4, 16
-    layer = sequence_layers.PositionalEncoding(h * w, kind="sinusoidal", grid=(h, w))
-    p = np.asarray(layer(np.zeros((1, h * w, d), "float32")))[0].reshape(h, w, d)
-    rows, columns = p[..., : d // 2], p[..., d // 2 :]
-    np.testing.assert_allclose(rows, np.broadcast_to(rows[:, :1], rows.shape))
-    np.testing.assert_allclose(columns, np.broadcast_to(columns[:1], columns.shape))
-    assert np.abs(rows[1, 0] - rows[0, 0]).max() > 0.1
-    assert np.abs(columns[0, 1] - columns[0, 0]).max() > 0.1
-    np.testing.assert_allclose(rows[:, 0], columns[0, :h], atol=1e-6)  # one sine code for both
-    with pytest.raises(ValueError, match="grid"):
-        sequence_layers.PositionalEncoding(10, kind="sinusoidal", grid=(3, 4))

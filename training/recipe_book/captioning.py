@@ -77,7 +77,6 @@ add(
         "overrides": {
             **BACKBONE,
             "feature_level": 3,  # stride 8: 16x16 locations for digits of 28-56 px
-            "feature_positions": "sinusoidal",  # row and column sines: "right of" is linear
             "num_layers": 2,
             "d_model": 64,
             "num_heads": 4,

@@ -5,9 +5,8 @@ in, next-token logits out.
   the convnet's spatial features, one vector per location) with a Transformer decoder (Vaswani
   et al. 2017) in place of the LSTM: the backbone's feature map at `feature_level` (stride
   2^level, zoo.vision.backbones.feature_levels: any zoo convnet by name) is flattened into
-  h*w vectors, projected to `d_model` with a position each (learned, or row and column sines),
-  and every decoder block runs causal self-attention over the caption, cross-attention over
-  those vectors, and an MLP.
+  h*w vectors, projected to `d_model` with a learned position each, and every decoder block runs
+  causal self-attention over the caption, cross-attention over those vectors, and an MLP.
 - `neuraltalk`: the NeuralTalk / Show and Tell shape (Karpathy & Fei-Fei 2015; Vinyals et al.
   2015): the convnet's pooled feature, projected to the word-embedding width, is the LSTM's first
   input; then the caption's words; the output after word t predicts word t+1.
@@ -78,15 +77,13 @@ def caption_transformer(
     num_heads=4,
     d_ff=1024,
     dropout=0.1,
-    feature_positions="learned",
     name="caption_transformer",
 ):
     """A zoo convnet's feature map at `feature_level`, attended by a Transformer decoder.
 
     `backbone`: any zoo convnet classifier by name, with `backbone_overrides` for its builder;
     `max_length`: the longest caption (decoder positions); `caption_length`: the decoder input's
-    fixed length (None: any length up to max_length); `feature_positions`: "learned" (one
-    vector a location) or "sinusoidal" (row and column sines over the map's grid, no weights)."""
+    fixed length (None: any length up to max_length)."""
     if d_model % num_heads:
         raise ValueError(f"d_model ({d_model}) must be a multiple of num_heads ({num_heads})")
     trunk = feature_levels(backbone, input_shape, [feature_level], **(backbone_overrides or {}))
@@ -97,9 +94,7 @@ def caption_transformer(
     x = x[0] if isinstance(x, (list, tuple)) else x  # one level
     x = layers.Reshape((h * w, channels), name="feature_vectors")(x)
     x = layers.Dense(d_model, name="feature_projection")(x)
-    x = PositionalEncoding(
-        h * w, kind=feature_positions, grid=(h, w), name="feature_position_embedding"
-    )(x)
+    x = PositionalEncoding(h * w, kind="learned", name="feature_position_embedding")(x)
     x = layers.LayerNormalization(epsilon=1e-6, name="feature_norm")(x)
     encoder = keras.Model(images, x, name="image_encoder")
 

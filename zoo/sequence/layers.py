@@ -36,30 +36,20 @@ class PositionalEncoding(layers.Layer):
     """Adds a position signal to [B, T, D] embeddings: "learned" (a table of `max_length` rows,
     as in GPT/BERT) or "sinusoidal" (Vaswani et al. sec. 3.5: sin on even, cos on odd channels;
     no weights, any length). Any T <= max_length works, so one set of weights serves all lengths.
-
-    `grid=(h, w)`: the T = h*w vectors are a feature map's locations, row-major; "sinusoidal"
-    then encodes the row in the first D/2 channels and the column in the last D/2 (DETR's 2-D
-    sine, Carion et al. 2020), so "to the right of" is the same linear map everywhere.
     """
 
-    def __init__(
-        self, max_length, kind="learned", initializer="glorot_uniform", grid=None, **kwargs
-    ):
+    def __init__(self, max_length, kind="learned", initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
         if kind not in ("learned", "sinusoidal"):
             raise ValueError(f"kind must be 'learned' or 'sinusoidal', got {kind!r}")
         self.max_length = int(max_length)
         self.kind = kind
         self.initializer = keras.initializers.get(initializer)
-        self.grid = tuple(int(n) for n in grid) if grid else None
-        if self.grid and self.grid[0] * self.grid[1] != self.max_length:
-            raise ValueError(f"grid {self.grid} does not hold max_length {self.max_length} vectors")
 
     def build(self, input_shape):
         dim = input_shape[-1]
-        step = 4 if self.grid else 2
-        if self.kind == "sinusoidal" and dim % step:
-            raise ValueError(f"sinusoidal positions need a width divisible by {step}, got {dim}")
+        if self.kind == "sinusoidal" and dim % 2:
+            raise ValueError(f"sinusoidal positions need an even width, got {dim}")
         if self.kind == "learned":
             self.position_embeddings = self.add_weight(
                 name="position_embeddings",
@@ -72,14 +62,11 @@ class PositionalEncoding(layers.Layer):
         if self.kind == "learned":
             table = ops.convert_to_tensor(self.position_embeddings)  # jax.jit: no Variables in lax
             positions = ops.slice(table, (0, 0), (length, dim))
-        elif self.grid:
-            rows, columns = self.grid
-            index = ops.arange(rows * columns)
-            positions = ops.concatenate(
-                [_sinusoids(index // columns, dim // 2), _sinusoids(index % columns, dim // 2)], -1
-            )
         else:
-            positions = _sinusoids(ops.arange(length), dim)
+            position = ops.expand_dims(ops.cast(ops.arange(length), "float32"), 1)
+            frequency = ops.exp(ops.arange(0, dim, 2, dtype="float32") * (-math.log(1e4) / dim))
+            angles = position * ops.expand_dims(frequency, 0)  # [T, D/2]
+            positions = ops.reshape(ops.stack([ops.sin(angles), ops.cos(angles)], -1), (-1, dim))
         return x + ops.cast(ops.expand_dims(positions, 0), x.dtype)
 
     def compute_output_shape(self, input_shape):
@@ -94,16 +81,7 @@ class PositionalEncoding(layers.Layer):
             "max_length": self.max_length,
             "kind": self.kind,
             "initializer": keras.initializers.serialize(self.initializer),
-            "grid": self.grid,
         }
-
-
-def _sinusoids(position, dim):
-    """[T] integer positions -> [T, dim]: sin on even, cos on odd channels (Vaswani et al.)."""
-    position = ops.expand_dims(ops.cast(position, "float32"), 1)
-    frequency = ops.exp(ops.arange(0, dim, 2, dtype="float32") * (-math.log(1e4) / dim))
-    angles = position * ops.expand_dims(frequency, 0)  # [T, dim/2]
-    return ops.reshape(ops.stack([ops.sin(angles), ops.cos(angles)], -1), (-1, dim))
 
 
 @keras.saving.register_keras_serializable(package="zoo")
