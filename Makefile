@@ -45,9 +45,10 @@ train-deeplabv3_plus-oxford-pet: venv ; $(TRAIN)
 train-cnn-digits0to4: venv ; $(TRAIN)
 train-cnn-digits5to9: venv ; $(TRAIN)
 train-cnn-digits5to9-scratch: venv ; $(TRAIN)
-.PHONY: train-simclr-digits train-simsiam-digits train-cnn-federated
+.PHONY: train-simclr-digits train-simsiam-digits train-swav-digits train-cnn-federated
 train-simclr-digits: venv ; $(TRAIN)
 train-simsiam-digits: venv ; $(TRAIN)
+train-swav-digits: venv ; $(TRAIN)
 train-cnn-federated: venv ; $(TRAIN)
 .PHONY: train-r2plus1d-moving-digits train-frames-moving-digits train-convlstm-moving-digits \
         train-vivit-moving-digits train-r2plus1d_18-ucf101

@@ -6,8 +6,10 @@
 - the run exports the encoder: serving_default returns the Keras model's embeddings [N,D], and
   the TFLite report scores them by k-NN;
 - SimSiam trains (finite loss, projections not collapsed) and is scored the same way;
-- SimCLR under MirroredStrategy on two logical CPUs takes its negatives from both replicas: loss
-  and updated weights equal one device's on the same global batch.
+- SwAV's Sinkhorn codes balance the prototypes, and one short epoch lifts both scores;
+- SimCLR under MirroredStrategy on two logical CPUs takes its negatives from both replicas, and
+  SwAV its Sinkhorn sums over both: loss and updated weights equal one device's on the same
+  global batch.
 
 The mirrored check runs this file as a script in a fresh interpreter (logical devices must be set
 up before TensorFlow starts).
@@ -144,6 +146,54 @@ def test_simsiam_trains_without_collapse(shared_data, tmp_path):
     assert 0.5 < metrics["probe_accuracy"] <= 1.0 and 0.5 < metrics["knn_accuracy"] <= 1.0
 
 
+def test_swav_codes_balance_the_prototypes_and_one_epoch_beats_the_random_encoder(
+    shared_data, tmp_path
+):
+    import tensorflow as tf
+
+    from training.tasks.ssl import sinkhorn
+
+    # Sinkhorn codes: each image's sums to one, each prototype gets an equal share of the batch,
+    # and the codes follow the scores (the best-scoring prototype of a clear row keeps its image)
+    rng = np.random.default_rng(0)
+    scores = (0.5 * np.tanh(rng.normal(size=(64, 8)))).astype(np.float32)  # cosines
+    scores[:, 0] += 0.5  # every image prefers prototype 0: equipartition must spread them
+    codes = sinkhorn(tf.constant(scores), epsilon=0.05, iterations=50).numpy()
+    np.testing.assert_allclose(codes.sum(1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(codes.sum(0), 64 / 8, rtol=0.02)
+    assert (codes.argmax(1) == 0).mean() < 0.3 < (scores.argmax(1) == 0).mean()
+
+    # a short SwAV run: the two views of a held-out digit fall in the same cluster more often
+    # than under the random initialization (SwAV's first steps reshuffle the random features,
+    # so the probe only passes the random encoder's later: 0.878 after 5 epochs of the recipe)
+    r = recipe(
+        "swav-digits",
+        shared_data,
+        'model.overrides={"backbone_overrides": {"filters": [16, 32], "dropout": 0.0}, '
+        '"projection_dims": [64, 32], "prototypes": 10}',
+        "train.epochs=8",
+        "export.formats=[]",
+    )
+    task, _ = random_encoder_scores(r)
+    import keras
+
+    import zoo
+    from training import loop
+
+    keras.utils.set_random_seed(int(r["train"]["seed"]))
+    untrained = zoo.build(r["model"]["name"], **task.model_overrides(), **r["model"]["overrides"])
+    result = loop.train(r, logdir=tmp_path, verbose=False)
+    trained = keras.saving.load_model(result.run_dir / "model.keras", compile=False)
+    images, _ = task.labelled(10)  # 100 training digits, different views each time
+    views = task._eval_views(tf.constant(images))
+    agreement = [
+        float(task.losses(m, *views, training=False)[1]["code_agreement"]) / len(images)
+        for m in (untrained, trained)
+    ]
+    assert agreement[1] > agreement[0] + 0.05, agreement
+    assert result.metrics["code_agreement"] > agreement[0] + 0.05, (agreement, result.metrics)
+
+
 def test_views_are_deterministic_augmentations(shared_data):
     import tensorflow as tf
 
@@ -180,10 +230,11 @@ def test_embed_depth_serves_a_hidden_layer_of_the_projection_head():
                   embed_depth=3)  # fmt: skip
 
 
-def test_simclr_mirrored_on_two_cpus_uses_both_replicas_negatives():
+def test_simclr_and_swav_mirrored_on_two_cpus_use_the_global_batch():
     done = run_module("tests.training.test_ssl", "mirrored", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "mirrored matches one device" in done.stdout, done.stdout[-2000:]
+    for name in ("simclr", "swav"):
+        assert f"{name} mirrored matches one device" in done.stdout, done.stdout[-2000:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,16 +249,23 @@ def _mirrored_check():
     import keras
 
     import zoo
-    from training.tasks.ssl import nt_xent
+    from training.tasks.ssl import nt_xent, swapped_prediction
 
     rng = np.random.default_rng(0)
     views = [rng.uniform(0, 255, (16, 28, 28, 1)).astype(np.float32) for _ in range(2)]
+    # each loss on the two views' outputs: SimCLR's negatives and SwAV's Sinkhorn sums are
+    # both over the global batch
+    losses = {
+        "simclr": ("projection", lambda a, b: nt_xent(a, b, temperature=0.5)[0]),
+        "swav": ("scores", lambda a, b: swapped_prediction(a, b, 0.1, 0.05, 3)[0]),
+    }
 
-    def one_step(strategy):
+    def one_step(strategy, name):
+        output, loss_fn = losses[name]
         with strategy.scope():
             keras.utils.set_random_seed(0)
             model = zoo.build(
-                "simclr", backbone_overrides={"filters": [4, 8]}, projection_dims=[16, 8],
+                name, backbone_overrides={"filters": [4, 8]}, projection_dims=[16, 8],
                 batch_norm=False,
             )  # fmt: skip
             optimizer = keras.optimizers.SGD(0.5)
@@ -215,8 +273,8 @@ def _mirrored_check():
 
         def replica(v1, v2):
             with tf.GradientTape() as tape:
-                z = model(tf.concat([v1, v2], 0), training=True)["projection"]
-                per_image, _ = nt_xent(*tf.split(z, 2), temperature=0.5)
+                out = model(tf.concat([v1, v2], 0), training=True)[output]
+                per_image = loss_fn(*tf.split(out, 2))
                 loss = tf.reduce_sum(per_image) / 16.0
             grads = tape.gradient(loss, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
@@ -230,13 +288,19 @@ def _mirrored_check():
 
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
     assert len(devices) == 2, devices
-    one_loss, one_weights = one_step(tf.distribute.OneDeviceStrategy(devices[0]))
-    two_loss, two_weights = one_step(tf.distribute.MirroredStrategy(devices))
-    # with each replica's own 8 images only, the loss would be far lower (7 negatives, not 15)
-    np.testing.assert_allclose(two_loss, one_loss, rtol=1e-4)
-    for a, b in zip(one_weights, two_weights, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    print(f"mirrored matches one device: loss {two_loss:.5f} vs {one_loss:.5f}")
+    # one strategy of each kind for both: a second MirroredStrategy in one process would reuse
+    # the first one's collective instance keys
+    one_device = tf.distribute.OneDeviceStrategy(devices[0])
+    mirrored = tf.distribute.MirroredStrategy(devices)
+    for name in losses:
+        one_loss, one_weights = one_step(one_device, name)
+        two_loss, two_weights = one_step(mirrored, name)
+        # with each replica's own 8 images only, SimCLR's loss would be far lower (7 negatives,
+        # not 15) and SwAV's codes would balance the prototypes over 8 images, not 16
+        np.testing.assert_allclose(two_loss, one_loss, rtol=1e-4)
+        for a, b in zip(one_weights, two_weights, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        print(f"{name} mirrored matches one device: loss {two_loss:.5f} vs {one_loss:.5f}")
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["mirrored"]:

@@ -1,4 +1,5 @@
-"""Self-supervised pretraining of image encoders: SimCLR (`simclr`) and SimSiam (`simsiam`).
+"""Self-supervised pretraining of image encoders: SimCLR (`simclr`), SimSiam (`simsiam`) and SwAV
+(`swav`).
 Labels are not used to train: each image becomes two augmented views, and the encoder learns to
 map them close together. The labels serve only to score the encoder each epoch.
 
@@ -19,6 +20,14 @@ not a digit.
   -1 at best. `projection_std`, the deviation of the normalized projections across the batch
   (averaged over their dimensions) times sqrt(D), watches for collapse: about 1 when they spread,
   0 when every image maps to one point.
+- `swav` (Caron et al. 2020): online clustering. Each view's projection is scored against K
+  learned prototypes; its code (`sinkhorn`: exp(score / epsilon) rescaled by Sinkhorn-Knopp
+  iterations so that the prototypes share the *global* batch equally, which is what prevents
+  collapse) is the target the other view's softmax over the prototypes (at `temperature`) must
+  predict: loss = -(q2 . log p1 + q1 . log p2) / 2. Under a strategy the Sinkhorn sums are
+  all-reduced over replicas. With as many prototypes as the data has classes (the digits: 10),
+  the codes become class-like clusters, which is what a probe with 4 labels a class needs.
+  `code_agreement`: the two views' codes pick the same prototype.
 
 Evaluation each epoch (log_epoch, on the chief; evaluation/embedding.py): the validation split's
 embeddings (the encoder's output, gathered by the loop from `eval_step`) are scored by
@@ -239,6 +248,63 @@ class SimSiam(_SelfSupervised):
         spread = tf.reduce_mean(tf.math.reduce_std(normalized, axis=0))
         spread *= tf.sqrt(tf.cast(tf.shape(z1)[-1], tf.float32))
         return per_image, {"projection_std": spread * _count(view1)}
+
+
+class SwAV(_SelfSupervised):
+    name = "swav"
+
+    def __init__(self, config, source):
+        super().__init__(config, source)
+        self.temperature = float(config.get("temperature", 0.1))
+        self.epsilon = float(config.get("epsilon", 0.05))
+        self.sinkhorn_iterations = int(config.get("sinkhorn_iterations", 3))
+        if self.temperature <= 0 or self.epsilon <= 0 or self.sinkhorn_iterations < 1:
+            raise ValueError(
+                "task.temperature and task.epsilon must be > 0, task.sinkhorn_iterations >= 1"
+            )
+
+    def losses(self, model, view1, view2, training):
+        scores = model(tf.concat([view1, view2], 0), training=training)["scores"]
+        s1, s2 = tf.split(tf.cast(scores, tf.float32), 2)
+        per_image, agree = swapped_prediction(
+            s1, s2, self.temperature, self.epsilon, self.sinkhorn_iterations
+        )
+        return per_image, {"code_agreement": tf.reduce_sum(agree)}
+
+
+def swapped_prediction(s1, s2, temperature, epsilon, iterations):
+    """SwAV's loss for the prototype scores [B,K] of two views of B images: (loss [B], the two
+    views' codes agree on their largest prototype [B]). Each view's softmax over the prototypes
+    (at `temperature`) predicts the other view's Sinkhorn code."""
+    q1, q2 = sinkhorn(s1, epsilon, iterations), sinkhorn(s2, epsilon, iterations)
+    log_p1 = tf.nn.log_softmax(s1 / temperature)
+    log_p2 = tf.nn.log_softmax(s2 / temperature)
+    per_image = -0.5 * tf.reduce_sum(q2 * log_p1 + q1 * log_p2, -1)
+    agree = tf.cast(tf.equal(tf.argmax(q1, -1), tf.argmax(q2, -1)), tf.float32)
+    return per_image, agree
+
+
+def sinkhorn(scores, epsilon, iterations):
+    """SwAV's codes for a batch of prototype scores [B,K]: exp(scores / epsilon) scaled by
+    Sinkhorn-Knopp iterations so that over the *global* batch (summed over replicas) each
+    prototype gets an equal share, and each image's code sums to one. No gradient."""
+    scores = tf.stop_gradient(scores)
+    context = tf.distribute.get_replica_context()
+
+    def total(x):
+        if context is not None and context.num_replicas_in_sync > 1:
+            return context.all_reduce("sum", x)
+        return x
+
+    # every score is a cosine in [-1, 1]: subtracting 1/epsilon keeps exp() in range
+    q = tf.exp((scores - 1.0) / epsilon)
+    count = total(tf.cast(tf.shape(q)[0], tf.float32))
+    prototypes = tf.cast(tf.shape(q)[1], tf.float32)
+    q /= total(tf.reduce_sum(q))
+    for _ in range(iterations):
+        q /= total(tf.reduce_sum(q, 0, keepdims=True)) * prototypes  # each prototype 1/K
+        q /= tf.reduce_sum(q, 1, keepdims=True) * count  # each image 1/B
+    return q * count
 
 
 def nt_xent(z1, z2, temperature):

@@ -1,5 +1,6 @@
 """Self-supervised image encoders: any zoo classifier without its head, with SimCLR's projection
-MLP (`simclr`) or SimSiam's projector and predictor (`simsiam`) on top.
+MLP (`simclr`), SimSiam's projector and predictor (`simsiam`), or the projection MLP and SwAV's
+learned prototypes (`swav`) on top.
 
 The encoder is the backbone classifier cut at its head: the tensor that enters its `predictions`
 Dense, before any dropout (the cnn's `flatten`, a convnet's global-pooled last feature map, the
@@ -13,7 +14,8 @@ read; the encoder's output, or with `embed_depth=d` the output of the projection
 layer, SimCLRv2's choice: Chen et al. 2020b, section 2, keep the head's first layer when labels
 are few), `projection` (the MLP the contrastive loss sees; SimCLR's Chen et al. 2020
 section 4.2: the loss is computed on it, the representation kept is the layer before), and for
-SimSiam `prediction` (the predictor's output). Raw pixels in (0..255), as the backbone takes.
+SimSiam `prediction` (the predictor's output), for SwAV `scores` (the projection's cosine
+similarity to each prototype). Raw pixels in (0..255), as the backbone takes.
 
 Every BatchNormalization (the backbone's too) keeps its moving statistics with
 `batch_norm_momentum` (default 0.9, not Keras' 0.99): the encoder is scored in inference mode
@@ -67,9 +69,37 @@ def mlp(x, dims, batch_norm, prefix, last_batch_norm=False, hidden=None):
     return x
 
 
+@keras.saving.register_keras_serializable(package="zoo")
+class Prototypes(layers.Layer):
+    """SwAV's prototypes: the cosine similarity of each (projection) vector to each of `count`
+    learned unit vectors, [N, count]. The prototypes are normalized where they are used (weight
+    normalization), so no step has to renormalize them after an update as SwAV's code does."""
+
+    def __init__(self, count, **kwargs):
+        super().__init__(**kwargs)
+        self.count = int(count)
+        if self.count < 1:
+            raise ValueError(f"prototypes={count}: expected at least 1")
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            shape=(input_shape[-1], self.count), initializer="glorot_uniform", name="kernel"
+        )
+
+    def call(self, x):
+        x = keras.ops.normalize(x, axis=-1)
+        return keras.ops.matmul(x, keras.ops.normalize(self.kernel, axis=0))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.count)
+
+    def get_config(self):
+        return {**super().get_config(), "count": self.count}
+
+
 def _ssl(
     backbone, backbone_overrides, backbone_tiny, input_shape, projection_dims, predictor_dims,
-    batch_norm, batch_norm_momentum, embed_depth, name,
+    batch_norm, batch_norm_momentum, embed_depth, name, prototypes=0,
 ):  # fmt: skip
     inputs, features = encoder(backbone, input_shape, backbone_tiny, **dict(backbone_overrides))
     if not 0 <= embed_depth < len(projection_dims):
@@ -86,6 +116,9 @@ def _ssl(
     if predictor_dims:
         p = mlp(z, predictor_dims, batch_norm, "predictor")
         outputs["prediction"] = layers.Activation("linear", dtype="float32", name="prediction")(p)
+    if prototypes:
+        scores = Prototypes(prototypes, name="prototypes")(z)
+        outputs["scores"] = layers.Activation("linear", dtype="float32", name="scores")(scores)
     model = keras.Model(inputs, outputs, name=name)
     for layer in model.layers:
         if isinstance(layer, layers.BatchNormalization):
@@ -143,4 +176,33 @@ def simsiam(
     return _ssl(
         backbone, backbone_overrides or {}, backbone_tiny, input_shape, projection_dims,
         predictor_dims, batch_norm, batch_norm_momentum, embed_depth, name,
+    )  # fmt: skip
+
+
+@register(
+    "swav",
+    task="embedding",
+    input_shape=(28, 28, 1),
+    citation="Caron et al. 2020, Unsupervised Learning of Visual Features by Contrasting Cluster "
+    "Assignments (SwAV)",
+    tiny={"backbone_tiny": True, "projection_dims": (16, 8), "prototypes": 10},
+)
+def swav(
+    input_shape=(28, 28, 1),
+    backbone="cnn",
+    backbone_overrides=None,
+    backbone_tiny=False,
+    projection_dims=(512, 128),
+    prototypes=10,
+    batch_norm=True,
+    batch_norm_momentum=0.9,
+    embed_depth=0,
+    name="swav",
+):
+    """A zoo backbone without its head, SimCLR's projection MLP and `prototypes` learned
+    prototype vectors (`scores`: each projection's cosine similarity to each), for SwAV's
+    swapped prediction of cluster assignments."""
+    return _ssl(
+        backbone, backbone_overrides or {}, backbone_tiny, input_shape, projection_dims, (),
+        batch_norm, batch_norm_momentum, embed_depth, name, prototypes,
     )  # fmt: skip
