@@ -28,13 +28,13 @@ runs) give a probe of 0.970 and k-NN 0.990, 9.4 points above the cnn without bat
 and 12.0 above the cnn recipe in batches of 8: the best probe of the zoo's methods, still short of
 ten over the best scratch cnn. With 10 prototypes, as many as the digits have classes, the codes
 become class-like clusters; more prototypes split the classes into styles, which k-NN on all the
-labels does not mind but a probe with four labels a class does. At 20 epochs: 100 prototypes
-0.946 / 0.978, 10 prototypes 0.962 / 0.985, 20 prototypes 0.968 / 0.982 (and 0.967 / 0.980 at
-temperature 0.2); three heads of 10 prototypes, their losses averaged (IIC's several heads), 0.965 / 0.987
+labels does not mind but a probe with four labels a class does. At 20 epochs: 100 prototypes 0.946
+/ 0.978, 10 prototypes 0.962 / 0.985, 20 prototypes 0.968 / 0.982 (and 0.967 / 0.980 at temperature
+0.2); three heads of 10 prototypes, their losses averaged (IIC's several heads), 0.965 / 0.987
 after 40 epochs, not kept. The probe's L2 penalty moves the 40-epoch model's probe between 0.969
-(1e-4) and 0.976 (0.1), but the test digits cannot choose it: cross-validation within the 40
-(one image of each class left out in turn) prefers 1e-4 and 1e-3 (0.975 against 0.950 for 1e-2
-to 1), so 1e-3 stays.
+(1e-4) and 0.976 (0.1), but the test digits cannot choose it: cross-validation within the 40 (one
+image of each class left out in turn) prefers 1e-4 and 1e-3 (0.975 against 0.950 for 1e-2 to 1), so
+1e-3 stays.
 """
 
 from training.recipes import add
