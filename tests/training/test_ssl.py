@@ -7,6 +7,7 @@
   the TFLite report scores them by k-NN;
 - SimSiam trains (finite loss, projections not collapsed) and is scored the same way;
 - SwAV's Sinkhorn codes balance the prototypes, and one short epoch lifts both scores;
+- validation batches mix the classes of a split stored class by class;
 - SimCLR under MirroredStrategy on two logical CPUs takes its negatives from both replicas, and
   SwAV its Sinkhorn sums over both: loss and updated weights equal one device's on the same
   global batch.
@@ -209,6 +210,22 @@ def test_views_are_deterministic_augmentations(shared_data):
     np.testing.assert_array_equal(a1.numpy(), b1.numpy())  # the same seed, the same views
     assert not np.allclose(a1.numpy(), a2.numpy())  # two different views of one image
     assert a1.shape == image.shape and 0 <= a1.numpy().min() and a1.numpy().max() <= 255
+
+
+def test_validation_batches_mix_the_classes_of_a_split_stored_by_class(shared_data):
+    """The folder's test split is read class by class; a batch of one class would leave NT-Xent
+    without negatives and SwAV's Sinkhorn codes without classes to spread over."""
+    from training import data
+    from training.tasks.ssl import SwAV
+
+    source = data.open_source(f"folder:{shared_data / 'mnist5k'}")
+    stored = [int(ex["label"]) for ex in source.load("test").take(128).as_numpy_iterator()]
+    assert len(set(stored)) <= 2  # the premise: stored by class (100 test digits each)
+    task = SwAV({"name": "swav"}, source)
+    first = [int(y) for _, y in task.inputs(source.load("test")).take(128).as_numpy_iterator()]
+    assert len(set(first)) == 10
+    again = [int(y) for _, y in task.inputs(source.load("test")).take(128).as_numpy_iterator()]
+    assert first == again  # one fixed order, epoch after epoch
 
 
 def test_embed_depth_serves_a_hidden_layer_of_the_projection_head():

@@ -38,7 +38,9 @@ embeddings (the encoder's output, gathered by the loop from `eval_step`) are sco
 - `knn_accuracy`: k-NN (cosine, k = `knn_k`, weighted) against the first `knn_per_class`
   training images of each class (default 0: all the training labels, the usual SSL monitor).
 The validation `loss` is the training loss on two views of each validation image drawn from
-fixed seeds (the same views every epoch). A grid of views (`views`: an image and its two views
+fixed seeds (the same views every epoch), in batches mixed as training's are: a split stored by
+class (the bundled digits' test split is) is shuffled once with a fixed seed (`inputs`), since a
+batch of one class has no negatives for NT-Xent and cannot spread over SwAV's prototypes. A grid of views (`views`: an image and its two views
 on a row) is drawn each epoch.
 
 The export is the encoder: task kind `embedding` (zoo/tasks.py), images -> embedding.
@@ -55,6 +57,7 @@ from training.tasks.base import EXAMPLES, Task, apply_gradients, regularization_
 from training.tasks.classification import warp
 
 EVAL_SEED = 20_260_101  # the validation views' fixed seed
+SHUFFLE_BUFFER = 10_000  # the splits' one fixed shuffle (`inputs`)
 
 
 class _SelfSupervised(Task):
@@ -88,6 +91,11 @@ class _SelfSupervised(Task):
 
     def model_overrides(self):
         return {"input_shape": self.image_shape}
+
+    def inputs(self, ds):
+        # one fixed order (the cache keeps it), so that every batch mixes the classes
+        ds = ds.shuffle(SHUFFLE_BUFFER, seed=EVAL_SEED, reshuffle_each_iteration=False)
+        return super().inputs(ds)
 
     def preprocess(self, example):
         return tf.cast(example[self.image_key], tf.float32), example[self.label_key]
