@@ -44,6 +44,18 @@ no better than the learned positions above. In the same 2-epoch trial a pre-norm
 0.630 and a peak learning rate of 1e-3 gave 0.582. The recipe holds about 12 GB resident (the
 36,000 scenes cached in memory).
 
+Tried 2026-12-03, not kept (`task.image_size` and a resnet18 digit classifier as a recipe of its
+own, in a scratch copy): the scenes scaled to 64x64 (digits of 14-28 px; a stride-8 map of 8x8)
+train four times faster, but 12 epochs (13,500 steps) reached only 0.666 greedy exact match on 500
+held-out scenes (the one-cycle peak collapsed it at epoch 4 too). Starting the backbone from a
+ResNet-18 (width 16) trained on the 4,000 training digits (affine augmentation, scale +-30%; 0.977
+on the test digits in 73 CPU seconds; `model.init_from`, 20 layers loaded) helps early (0.444 greedy
+exact match after 2 of the 4 epochs, no collapse) but not at the end: 0.703 greedy / 0.712 beam,
+BLEU-4 0.650 / 0.662, the same as from scratch. Its errors after 2 epochs (1,000 held-out scenes,
+greedy): exact match 0.94 for scenes of one digit, falling to 0.87, 0.66, 0.45 and 0.22 for two to
+five; of the wrong captions 113 have the wrong number of digits, 71 the right digits in the wrong
+order, 193 wrong digits. Reading single digits is the first thing still short.
+
 `neuraltalk-digit-scenes` (8 epochs = 2,000 steps, same machine and load): greedy exact match
 0.068, BLEU-1..4 0.284 / 0.113 / 0.045 / 0.015, CIDEr 0.81; beam (3): 0.069, BLEU-4 0.019,
 CIDEr 0.84; 452 CPU seconds (user 430 + sys 22) in 11.8 minutes of wall time. One pooled vector
