@@ -67,6 +67,32 @@ def test_graph_beam_search_is_the_eager_one_and_greedy_at_beam_one():
     assert short.shape == (6, 6) and not short.numpy()[:, 2:].any()
 
 
+def test_the_decoder_attends_over_several_levels_at_once(tmp_path):
+    """`feature_level` [2, 3]: the stride-4 and stride-8 maps' vectors side by side, each level
+    projected by its own layer; the model saves and loads with its captions unchanged."""
+    import keras
+
+    tiny = {**zoo.get_spec("caption_transformer").tiny, "feature_level": [2, 3], "vocab_size": 12}
+    model = zoo.build("caption_transformer", **tiny, caption_length=6)
+    encoder, decoder = encoder_decoder(model)
+    assert encoder.output.shape[1:] == (8 * 8 + 4 * 4, 16)  # 32x32 images
+    names = {layer.name for layer in encoder.layers}
+    assert {"feature_projection_level2", "feature_projection_level3"} <= names
+    images = np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 1)).astype(np.float32)
+    # each level reaches the decoder: zeroing one level's projection changes the logits
+    tokens = np.array([[2, 5, 6, 7, 0, 0]] * 3, np.int32)
+    before = model([images, tokens]).numpy()
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    np.testing.assert_allclose(loaded([images, tokens]).numpy(), before, atol=1e-5)
+    for level in (2, 3):
+        layer = loaded.get_layer("image_encoder").get_layer(f"feature_projection_level{level}")
+        kernel, bias = layer.get_weights()
+        layer.set_weights([np.zeros_like(kernel), np.zeros_like(bias)])
+        assert not np.allclose(loaded([images, tokens]).numpy(), before, atol=1e-4)
+        layer.set_weights([kernel, bias])
+
+
 def test_scores_of_captions():
     refs = ["seven two nine one", "three", "four four five six eight"]
     perfect = scoring.caption_scores(refs, refs)

@@ -40,8 +40,8 @@ embeddings (the encoder's output, gathered by the loop from `eval_step`) are sco
 The validation `loss` is the training loss on two views of each validation image drawn from
 fixed seeds (the same views every epoch), in batches mixed as training's are: a split stored by
 class (the bundled digits' test split is) is shuffled once with a fixed seed (`inputs`), since a
-batch of one class has no negatives for NT-Xent and cannot spread over SwAV's prototypes. A grid of views (`views`: an image and its two views
-on a row) is drawn each epoch.
+batch of one class has no negatives for NT-Xent and cannot spread over SwAV's prototypes. A grid
+of views (`views`: an image and its two views on a row) is drawn each epoch.
 
 The export is the encoder: task kind `embedding` (zoo/tasks.py), images -> embedding.
 """

@@ -4,9 +4,11 @@ in, next-token logits out.
 - `caption_transformer`: Show, Attend and Tell's idea (Xu et al. 2015: the decoder attends over
   the convnet's spatial features, one vector per location) with a Transformer decoder (Vaswani
   et al. 2017) in place of the LSTM: the backbone's feature map at `feature_level` (stride
-  2^level, zoo.vision.backbones.feature_levels: any zoo convnet by name) is flattened into
-  h*w vectors, projected to `d_model` with a learned position each, and every decoder block runs
-  causal self-attention over the caption, cross-attention over those vectors, and an MLP.
+  2^level, zoo.vision.backbones.feature_levels: any zoo convnet by name; a list of levels
+  attends over all of their maps, a fine and a coarse one) is flattened into h*w vectors,
+  projected to `d_model` (a projection per level) with a learned position each, and every decoder
+  block runs causal self-attention over the caption, cross-attention over those vectors, and an
+  MLP.
 - `neuraltalk`: the NeuralTalk / Show and Tell shape (Karpathy & Fei-Fei 2015; Vinyals et al.
   2015): the convnet's pooled feature, projected to the word-embedding width, is the LSTM's first
   input; then the caption's words; the output after word t predicts word t+1.
@@ -82,23 +84,30 @@ def caption_transformer(
     """A zoo convnet's feature map at `feature_level`, attended by a Transformer decoder.
 
     `backbone`: any zoo convnet classifier by name, with `backbone_overrides` for its builder;
+    `feature_level`: a level, or a list of levels whose maps' vectors are attended together;
     `max_length`: the longest caption (decoder positions); `caption_length`: the decoder input's
     fixed length (None: any length up to max_length)."""
     if d_model % num_heads:
         raise ValueError(f"d_model ({d_model}) must be a multiple of num_heads ({num_heads})")
-    trunk = feature_levels(backbone, input_shape, [feature_level], **(backbone_overrides or {}))
-    h, w, channels = trunk.outputs[0].shape[1:]
-
+    levels = list(feature_level) if isinstance(feature_level, (list, tuple)) else [feature_level]
+    trunk = feature_levels(backbone, input_shape, levels, **(backbone_overrides or {}))
     images = keras.Input(shape=tuple(input_shape), name="images")
-    x = trunk(images)
-    x = x[0] if isinstance(x, (list, tuple)) else x  # one level
-    x = layers.Reshape((h * w, channels), name="feature_vectors")(x)
-    x = layers.Dense(d_model, name="feature_projection")(x)
-    x = PositionalEncoding(h * w, kind="learned", name="feature_position_embedding")(x)
+    maps = trunk(images)
+    maps = maps if isinstance(maps, (list, tuple)) else [maps]
+    vectors = []
+    for level, x, out in zip(levels, maps, trunk.outputs):
+        h, w, channels = out.shape[1:]
+        # one level keeps the names of the single-level model (its runs load by name)
+        suffix = "" if len(levels) == 1 else f"_level{level}"
+        x = layers.Reshape((h * w, channels), name=f"feature_vectors{suffix}")(x)
+        vectors.append(layers.Dense(d_model, name=f"feature_projection{suffix}")(x))
+    x = vectors[0] if len(vectors) == 1 else layers.Concatenate(1, name="feature_levels")(vectors)
+    locations = x.shape[1]
+    x = PositionalEncoding(locations, kind="learned", name="feature_position_embedding")(x)
     x = layers.LayerNormalization(epsilon=1e-6, name="feature_norm")(x)
     encoder = keras.Model(images, x, name="image_encoder")
 
-    features = keras.Input(shape=(h * w, d_model), name="features")
+    features = keras.Input(shape=(locations, d_model), name="features")
     tokens = keras.Input(shape=(caption_length,), dtype="int32", name="decoder_tokens")
     y = layers.Embedding(vocab_size, d_model, name="token_embedding")(tokens)
     y = layers.Rescaling(math.sqrt(d_model), name="token_embedding_scale")(y)
