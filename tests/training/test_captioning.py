@@ -69,7 +69,7 @@ def test_graph_beam_search_is_the_eager_one_and_greedy_at_beam_one():
 
 def test_the_decoder_attends_over_several_levels_at_once(tmp_path):
     """`feature_level` [2, 3]: the stride-4 and stride-8 maps' vectors side by side, each level
-    projected by its own layer; the model saves and loads with its captions unchanged."""
+    projected by its own layer, each reaching the logits; saved and loaded, the same logits."""
     import keras
 
     tiny = {**zoo.get_spec("caption_transformer").tiny, "feature_level": [2, 3], "vocab_size": 12}

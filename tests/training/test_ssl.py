@@ -1,7 +1,8 @@
 """Self-supervised pretraining (training/tasks/ssl.py) on the real shared digits:
 
-- one short SimCLR epoch (1,000 unlabelled digits) lifts the linear probe on 40 labels and the
-  k-NN accuracy above the same encoder at its random initialization, and the loss falls;
+- two short SimCLR epochs (20 steps on 1,000 unlabelled digits) lift the linear probe on 40
+  labels and the k-NN accuracy above the same encoder at its random initialization, and the loss
+  falls;
 - the probe's 40 images are data.per_class's: the first 4 files of each class folder;
 - the run exports the encoder: serving_default returns the Keras model's embeddings [N,D], and
   the TFLite report scores them by k-NN;
@@ -79,12 +80,14 @@ def event_scalars(directory, tag):
     return [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
 
 
-def test_one_simclr_epoch_beats_the_random_encoder_and_exports_it(shared_data, tmp_path):
+def test_a_short_simclr_run_beats_the_random_encoder_and_exports_it(shared_data, tmp_path):
     r = recipe(
         "simclr-digits",
         shared_data,
         'export.formats=["saved_model", "tflite"]',
         'export.tflite.variants=["float32"]',
+        "train.epochs=2",  # 20 steps: 10 lift the probe by under a point on some orders
+        "train.log_every=10",
     )
     task, before = random_encoder_scores(r)
     run = train_and_export(r, tmp_path)
@@ -97,7 +100,7 @@ def test_one_simclr_epoch_beats_the_random_encoder_and_exports_it(shared_data, t
 
     # the loss falls over the epoch, and the scores are in TensorBoard
     losses = event_scalars(run.run_dir / "train", "batch_loss")
-    assert [s for s, _ in losses] == [5, 10] and losses[-1][1] < losses[0][1], losses
+    assert [s for s, _ in losses] == [10, 20] and losses[-1][1] < losses[0][1], losses
     for tag in ("epoch_probe_accuracy", "epoch_knn_accuracy"):
         assert event_scalars(run.run_dir / "validation", tag), tag
 
