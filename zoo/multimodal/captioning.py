@@ -95,8 +95,8 @@ def caption_transformer(
     maps = trunk(images)
     maps = maps if isinstance(maps, (list, tuple)) else [maps]
     vectors = []
-    for level, x, out in zip(levels, maps, trunk.outputs):
-        h, w, channels = out.shape[1:]
+    for level, x in zip(levels, maps):
+        h, w, channels = x.shape[1:]
         # one level keeps the names of the single-level model (its runs load by name)
         suffix = "" if len(levels) == 1 else f"_level{level}"
         x = layers.Reshape((h * w, channels), name=f"feature_vectors{suffix}")(x)
