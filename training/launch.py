@@ -157,7 +157,7 @@ def main(argv=None) -> int:
 def _check(args) -> list[str]:
     """Validate everything that can be checked here; returns the flags passed to every worker
     (any --strategy removed: the command adds `--strategy multi_worker` itself)."""
-    from training import recipes
+    from training import recipes, rl
 
     ours = [a for a in args.train_args if a.split("=")[0] in _launcher_flags()]
     if ours:
@@ -182,9 +182,11 @@ def _check(args) -> list[str]:
                 f"--set {assignment}: launch runs every worker with --strategy {STRATEGY}"
             )
     try:
-        recipes.resolve(args.recipe, train.set)
+        recipe = recipes.resolve(args.recipe, train.set)
     except recipes.RecipeError as e:
         raise BadRequest(str(e)) from None
+    if rl.trains(recipe):
+        raise BadRequest(f"{args.recipe}: reinforcement learning runs on one device, not workers")
     if train.resume and args.workers > 1:
         raise BadRequest(
             "--resume needs --workers 1: the loop restores checkpoints on the chief only"

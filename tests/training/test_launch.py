@@ -46,6 +46,7 @@ def launch_in_process(capsys, monkeypatch, *argv):
         (["--workers", "2", "--set", "x=1", "cnn"], "train flags go after the recipe"),
         (["--workers", "2", "cnn", "--dataset", "folder:/no/such/dir"], "does not exist"),
         (["--workers", "2", "cnn", "--resume"], "--resume needs --workers 1"),
+        (["--workers", "2", "ppo-cartpole"], "reinforcement learning runs on one device"),
         (["--workers", "2", "--port", "http", "cnn"], "expected auto or a port number"),
         (["--workers", "2", "--image", "x", "cnn"], "--image does not apply to local workers"),
         (["--workers", "2", "--emit", "k8s", "--port", "9000", "cnn"], "does not apply to --emit"),

@@ -209,6 +209,12 @@ def test_bad_requests_exit_2_with_nothing_written(tmp_path, capsys):
         driver.train(rl_recipe("ppo-cartpole", "data.dataset=Pendulum-v1"), logdir=tmp_path)
     with pytest.raises(ValueError, match="not a policy network"):
         driver.train(rl_recipe("ppo-cartpole", "model.name=cnn"), logdir=tmp_path)
+    for setting in ("run.strategy=mirrored", "run.mixed_precision=float16"):
+        with pytest.raises(ValueError, match="runs on one device in float32"):
+            driver.train(rl_recipe("dqn-cartpole", setting), logdir=tmp_path)
+    argv = ["train", "ppo-cartpole", "--strategy", "multi_worker", "--logdir", str(tmp_path)]
+    assert cli.main(argv) == 2
+    assert "run.strategy='multi_worker'" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
 

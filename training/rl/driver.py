@@ -17,6 +17,9 @@ explained_variance), steps_per_second; validation/: epoch_return (mean over the 
 episodes), epoch_return_std, epoch_length, and the image `rollout`. The step axis is
 environment steps. Resume restores the networks, optimizers, the step and the best return; a
 replay buffer is not checkpointed (DQN/DDPG refill theirs before updating again).
+
+One device in float32: the networks are small and wait on the environments between updates, so
+a recipe asking for another strategy or for float16/bfloat16 is refused before anything is written.
 """
 
 import importlib
@@ -33,6 +36,8 @@ import console
 import zoo
 from training import loop, rl, tooling
 from training.rl import envs as environments
+
+PRECISIONS_REFUSED = ("float16", "bfloat16")  # `auto` and float32 train in float32
 
 
 def train(recipe, *, logdir="runs", resume_dir=None, verbose=True) -> loop.RunResult:
@@ -57,6 +62,17 @@ def train(recipe, *, logdir="runs", resume_dir=None, verbose=True) -> loop.RunRe
         raise ValueError(
             f"{algorithm} takes {' or '.join(module.Agent.uses)} actions; {env_id} has "
             f"{info['action_space']['type']} ones"
+        )
+    run = recipe["run"]
+    if (
+        run["strategy"] not in ("auto", "one_device")
+        or run["mixed_precision"] in PRECISIONS_REFUSED
+    ):
+        # the agents step small networks between environment steps on one device: nothing to
+        # spread over replicas or to gain from float16, so asking for either is refused, not ignored
+        raise ValueError(
+            f"{algorithm} runs on one device in float32: run.strategy={run['strategy']!r} and "
+            f"run.mixed_precision={run['mixed_precision']!r} are not supported for RL recipes"
         )
     if recipe["optimizer"]["name"] != "adam":
         raise ValueError(f"{algorithm} trains with adam, not {recipe['optimizer']['name']!r}")
