@@ -17,11 +17,15 @@ without, so the recipe leaves it off. More capacity, jackson's fold alone (2026-
 Hello Edge's M size (172 filters) 0.702, L size (276 filters, 5 blocks) 0.670 at the end after 0.78
 at epoch 19 (its held-out accuracy swings from epoch to epoch), so the recipe stays at S. Speed
 perturbation of +-25% in place of +-10% (jackson's fold, 30 epochs, 2026-12-03) gave 0.582: it
-plateaus near 0.6 from epoch 13 on while the training accuracy climbs to 0.84. The
-issue's 0.90 mean is not reached. Earlier: 40 log-mels, not normalized, 0.940 after 30 epochs and
-0.988 after 60 (964 CPU seconds, int8 collapsing to 0.208). With Keras' batch-normalization
-momentum (0.99) the validation accuracy stayed at chance for the first 7 epochs (35 steps each: the
-moving statistics, far from zero mean, lag behind), hence 0.9.
+plateaus near 0.6 from epoch 13 on while the training accuracy climbs to 0.84. Also tried
+2026-12-03, 30 epochs: on jackson's fold alone AdamW's weight decay at 1e-2 in place of 1e-4 gave
+0.694 and 20 MFCCs in place of 13 gave 0.732, but over all five folds the 20 MFCCs gave george
+0.790, jackson 0.732, lucas 0.736, nicolas 0.792, yweweler 0.856, mean 0.781 (1,445 CPU seconds),
+and both together 0.668, 0.670 and 0.774 on the first three folds (stopped): the recipe keeps its
+13 MFCCs and 1e-4. The issue's 0.90 mean is not reached. Earlier: 40 log-mels, not normalized,
+0.940 after 30 epochs and 0.988 after 60 (964 CPU seconds, int8 collapsing to 0.208). With Keras'
+batch-normalization momentum (0.99) the validation accuracy stayed at chance for the first 7 epochs
+(35 steps each: the moving statistics, far from zero mean, lag behind), hence 0.9.
 """
 
 from training.recipes import add
