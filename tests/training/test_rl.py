@@ -209,7 +209,9 @@ def test_bad_requests_exit_2_with_nothing_written(tmp_path, capsys):
         driver.train(rl_recipe("ppo-cartpole", "data.dataset=Pendulum-v1"), logdir=tmp_path)
     with pytest.raises(ValueError, match="not a policy network"):
         driver.train(rl_recipe("ppo-cartpole", "model.name=cnn"), logdir=tmp_path)
-    for setting in ("run.strategy=mirrored", "run.mixed_precision=float16"):
+    # a typo is refused too, not read as float32
+    settings = ["run.strategy=mirrored", "run.mixed_precision=float16", "run.mixed_precision=fp32"]
+    for setting in settings:
         with pytest.raises(ValueError, match="runs on one device in float32"):
             driver.train(rl_recipe("dqn-cartpole", setting), logdir=tmp_path)
     argv = ["train", "ppo-cartpole", "--strategy", "multi_worker", "--logdir", str(tmp_path)]

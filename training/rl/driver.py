@@ -37,7 +37,7 @@ import zoo
 from training import loop, rl, tooling
 from training.rl import envs as environments
 
-PRECISIONS_REFUSED = ("float16", "bfloat16")  # `auto` and float32 train in float32
+PRECISIONS = (None, "auto", "float32")  # what an RL recipe may ask for: all train in float32
 
 
 def train(recipe, *, logdir="runs", resume_dir=None, verbose=True) -> loop.RunResult:
@@ -64,10 +64,7 @@ def train(recipe, *, logdir="runs", resume_dir=None, verbose=True) -> loop.RunRe
             f"{info['action_space']['type']} ones"
         )
     run = recipe["run"]
-    if (
-        run["strategy"] not in ("auto", "one_device")
-        or run["mixed_precision"] in PRECISIONS_REFUSED
-    ):
+    if run["strategy"] not in ("auto", "one_device") or run["mixed_precision"] not in PRECISIONS:
         # the agents step small networks between environment steps on one device: nothing to
         # spread over replicas or to gain from float16, so asking for either is refused, not ignored
         raise ValueError(
