@@ -1,8 +1,9 @@
 """The SavedModel format, in TF Serving's layout: out_dir/<version>/ with saved_model.pb,
 variables/ and assets.extra/ (warmup requests, labels.txt, export_info.json, and the calibration
 sample TFLite uses). Built in a hidden sibling and renamed into place, so a polling server never
-sees half a version. Options: `version` (default: the next free one), `signatures` (default: all
-of the task's, see zoo/tasks.py; serving_default always).
+sees half a version; an export that finds its version taken meanwhile by another (two runs
+exporting at once) takes the next free one. Options: `version` (default: the next free one),
+`signatures` (default: all of the task's, see zoo/tasks.py; serving_default always).
 """
 
 import json
@@ -17,7 +18,8 @@ from serving.exporters import ExportError, export_format, read_run
 def export(run_dir, out_dir, *, version=None, signatures=None, say=print) -> pathlib.Path:
     """Write the run's model as the next version under out_dir; returns the version directory."""
     run_dir, base = pathlib.Path(run_dir), pathlib.Path(out_dir)
-    version = int(version) if version is not None else next_version(base)
+    chosen = version is not None
+    version = int(version) if chosen else next_version(base)
     if version <= 0:
         raise ExportError(f"version must be a positive integer, not {version}")
     final = base / str(version)
@@ -28,7 +30,14 @@ def export(run_dir, out_dir, *, version=None, signatures=None, say=print) -> pat
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         write(run_dir, tmp, base.name, signatures)
-        os.rename(tmp, final)
+        while True:
+            try:
+                os.rename(tmp, final)  # fails if another export took the version meanwhile
+                break
+            except OSError:
+                if chosen or not final.exists():
+                    raise ExportError(f"{final} was written by another export meanwhile") from None
+                final = base / str(next_version(base))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final

@@ -53,6 +53,25 @@ def test_versions_in_tf_servings_layout(tiny_cnn_run, tmp_path):
         )
 
 
+def test_a_version_taken_meanwhile_by_another_export(tiny_cnn_run, tmp_path, monkeypatch):
+    from serving.exporters import saved_model
+
+    write = saved_model.write
+
+    def racing_write(run_dir, directory, name, signatures=None):
+        # another export renames its version 1 into place while this one is being written
+        (tmp_path / "cnn" / "1").mkdir()
+        (tmp_path / "cnn" / "1" / "saved_model.pb").write_bytes(b"theirs")
+        return write(run_dir, directory, name, signatures)
+
+    monkeypatch.setattr(saved_model, "write", racing_write)
+    written = exporters.export_run(tiny_cnn_run.run_dir, tmp_path, ["saved_model"], say=quiet)
+    assert written["saved_model"] == str(tmp_path / "cnn" / "2")
+    assert (tmp_path / "cnn" / "1" / "saved_model.pb").read_bytes() == b"theirs"
+    assert tf.saved_model.load(written["saved_model"]).signatures["serving_default"] is not None
+    assert sorted(p.name for p in (tmp_path / "cnn").iterdir()) == ["1", "2"]  # no .tmp left
+
+
 def test_only_the_signatures_asked_for(tiny_cnn_run, tmp_path):
     overrides = {"saved_model": {"signatures": ["serving_default"]}}
     written = exporters.export_run(
