@@ -1,4 +1,5 @@
-"""The audio front end's vocal tract length perturbation (VTLP) and its options dict."""
+"""The audio front end's vocal tract length perturbation (VTLP), its dynamic-range floor and
+its options dict."""
 
 import numpy as np
 import pytest
@@ -39,6 +40,30 @@ def test_training_draws_a_warp_per_utterance_and_inference_none():
     assert len(set(peaks.tolist())) > 1
     served = np.asarray(layer(clips, training=False))[:, 10, :, 0].argmax(1)
     assert len(set(served.tolist())) == 1
+
+
+def test_floor_keeps_top_db_below_each_utterance_peak():
+    x = np.concatenate([np.zeros((2, 2000)), tone(500)[:, :2000].repeat(2, 0)], 1)
+    x[1] *= 0.01  # 40 dB quieter: the floor follows the utterance's own peak
+    features = np.asarray(LogMel(sampling_rate=RATE, normalize=False, top_db=30)(x))[..., 0]
+    span = features.max(axis=(1, 2)) - features.min(axis=(1, 2))
+    np.testing.assert_allclose(span, 30 * np.log(10) / 10, rtol=1e-4)
+    unfloored = np.asarray(LogMel(sampling_rate=RATE, normalize=False)(x))[..., 0]
+    assert (unfloored.max(axis=(1, 2)) - unfloored.min(axis=(1, 2)) > 10).all()  # 43+ dB
+
+
+def test_floored_features_read_silence_and_hiss_alike():
+    """A burst padded with zeros or with hiss 60 dB below it: floored 40 dB below the peak, the
+    normalized features are the same; unfloored, the padding sets them."""
+    rng = np.random.default_rng(0)
+    burst = np.pad(rng.normal(size=2400) * 0.1, 1600)[None].astype("float32")
+    hissed = burst + (rng.normal(size=burst.shape) * 1e-4).astype("float32")
+
+    def features(top_db, x):
+        return np.asarray(LogMel(sampling_rate=RATE, mfcc=13, normalize="bins", top_db=top_db)(x))
+
+    np.testing.assert_allclose(features(40, burst), features(40, hissed), atol=0.02)
+    assert np.abs(features(0, burst) - features(0, hissed)).max() > 1.0
 
 
 def test_models_take_front_end_options_as_one_dict():

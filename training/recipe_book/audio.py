@@ -50,7 +50,7 @@ add(
         "name": "ds_cnn",
         "overrides": {
             "batch_norm_momentum": 0.9,
-            "front": {"features": "mfcc", "mfcc": 13, "normalize": "bins"},
+            "front": {"features": "mfcc", "mfcc": 13, "normalize": "bins", "top_db": 40.0},
         },
     },
     data=SPOKEN_DIGITS,

@@ -6,6 +6,8 @@
   `normalize` standardizes the features per utterance, keeping a speaker's channel and loudness
   out of them: "bins" every bin over the utterance's frames (cepstral mean and variance
   normalization), "utterance" all of them with one mean and variance, False not at all.
+  `top_db` > 0 floors the log-mels at that many dB below the utterance's peak, so the digital
+  silence a clip is padded with and a recording's own hiss read alike (librosa's `top_db`).
   Keras' own `power_to_db` is not used: it clips at the *batch's* maximum, so an example's
   features would depend on what it is batched with.
 - `warp` > 0: vocal tract length perturbation in training only (VTLP, Jaitly & Hinton 2013):
@@ -58,11 +60,12 @@ class LogMel(layers.Layer):
         normalize=True,
         min_freq=20.0,
         warp=0.0,
+        top_db=0.0,
         seed=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.warp, self.seed = float(warp), seed
+        self.warp, self.seed, self.top_db = float(warp), seed, float(top_db)
         # a seed state only where it is used, so unwarped models keep their variables
         self.generator = keras.random.SeedGenerator(seed) if self.warp else None
         self.sampling_rate, self.frame_ms, self.hop_ms = sampling_rate, frame_ms, hop_ms
@@ -136,6 +139,9 @@ class LogMel(layers.Layer):
         else:
             mel = self.mel(waveform)  # [N, bins, frames]
             features = ops.log(ops.transpose(mel, (0, 2, 1)) + 1e-6)
+        if self.top_db:
+            peak = ops.max(features, axis=(1, 2), keepdims=True)
+            features = ops.maximum(features, peak - self.top_db * math.log(10.0) / 10.0)
         if self.dct is not None:
             features = ops.matmul(features, ops.convert_to_tensor(self.dct))
         if self.normalize:
@@ -160,6 +166,7 @@ class LogMel(layers.Layer):
             "normalize": self.normalize,
             "min_freq": self.min_freq,
             "warp": self.warp,
+            "top_db": self.top_db,
             "seed": self.seed,
         }
 
@@ -214,6 +221,7 @@ FRONT_END = {
     "spec_augment": True,
     "normalize": "bins",
     "vtlp": 0.0,
+    "top_db": 0.0,
 }
 
 
@@ -240,6 +248,7 @@ def front_end(waveform, sampling_rate, **options):
         mfcc=o["mfcc"] if features == "mfcc" else 0,
         normalize=o["normalize"],
         warp=o["vtlp"],
+        top_db=o["top_db"],
         name="log_mel",
     )(waveform)
     if spec_augment:
